@@ -1,0 +1,37 @@
+# Two commands matter on a fresh machine: `make demo` and `make test`.
+# Each creates .venv itself; nothing needs to be installed by hand.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test lint typecheck unit replay-sample clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev,rocksdb]'
+	touch $(STAMP)
+
+## Runs the whole thing on an embedded broker until interrupted (Ctrl-C).
+demo: $(STAMP)
+	$(BIN)/sla-monitor demo
+
+## Lint, type-check and the whole test suite, as CI runs it.
+test: $(STAMP) lint typecheck unit
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+unit: $(STAMP)
+	$(BIN)/pytest
+
+replay-sample: $(STAMP)
+	$(BIN)/sla-monitor replay --until 2026-10-09T00:00:00+08:00 monitor/data/sample-day.jsonl
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,125 @@
+"""Output: one SLA fact (warning, breach, met, retraction), as published to Kafka.
+
+The JSON shape is specified in ``schemas/sla-event.schema.json``. Two identifiers serve two
+kinds of consumer:
+
+* ``sla_id`` names one SLA *target instance* (say, the first response of ticket T-1). It is
+  derived from the input alone, so replay and every live worker agree on it. A penalty service
+  keeps one row per ``sla_id``: a ``breach`` then, maybe, a ``retraction`` of that breach.
+* ``fact_id`` names one fact about it (``sla_id`` + kind + warning share), so an at-least-once
+  consumer can drop exact repeats of any message, warnings included.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from monitor.timeutil import MICROS_PER_SECOND, Micros, format_rfc3339
+
+
+class Kind(StrEnum):
+    WARNING = "warning"  # near breach: a share of the target elapsed with no response
+    BREACH = "breach"  # the deadline passed with no response
+    MET = "met"  # the response came in time
+    RETRACTION = "retraction"  # a late event proved an emitted breach wrong
+
+
+class Metric(StrEnum):
+    FIRST_RESPONSE = "first_response"
+    NEXT_RESPONSE = "next_response"
+    PERIODIC_UPDATE = "periodic_update"
+    RESOLUTION = "resolution"
+
+
+class Period(StrEnum):
+    """When an SLA clock started, as the contracts classify time."""
+
+    WORKING_HOURS = "working_hours"
+    AFTER_HOURS = "after_hours"
+    REST_DAY = "rest_day"
+
+
+def make_sla_id(tenant: str, subject_type: str, subject_id: str, metric: str, seq: int) -> str:
+    """A stable id for the ``seq``-th target of ``metric`` on one subject."""
+    key = f"{tenant}\x1f{subject_type}\x1f{subject_id}\x1f{metric}\x1f{seq}"
+    return hashlib.blake2b(key.encode(), digest_size=16).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Penalty:
+    amount: float
+    currency: str
+
+
+@dataclass(frozen=True, slots=True)
+class SlaEvent:
+    sla_id: str
+    kind: Kind
+    metric: Metric
+    seq: int  # 0 for first_response/resolution; n-th next_response / periodic_update
+    subject_type: str
+    subject_id: str
+    tenant: str
+    channel: str | None
+    priority: str | None
+    policy: str
+    clause: str  # the contract clause (or policy setting) that set the target
+    target_seconds: float
+    clock: str  # "wall" (calendar time) or "working" (working time)
+    period: Period
+    started_at: Micros
+    deadline: Micros
+    detected_at: Micros
+    responded_at: Micros | None = None
+    share: float | None = None  # warnings: the share of the target that has elapsed
+    penalty: Penalty | None = None  # breaches (and their retractions): what the contract charges
+    reason: str | None = None  # retractions: what proved the breach wrong
+
+    @property
+    def fact_id(self) -> str:
+        suffix = f"{self.kind}:{self.share}" if self.kind is Kind.WARNING else str(self.kind)
+        return f"{self.sla_id}:{suffix}"
+
+    @property
+    def elapsed_seconds(self) -> float | None:
+        """Time from the start to the response, on the wall clock (as the contracts measure)."""
+        if self.responded_at is None:
+            return None
+        return (self.responded_at - self.started_at) / MICROS_PER_SECOND
+
+    def to_dict(self, tz: ZoneInfo) -> dict[str, Any]:
+        """The published JSON object; timestamps in the policy's time zone ``tz``."""
+        out: dict[str, Any] = {
+            "sla_id": self.sla_id,
+            "fact_id": self.fact_id,
+            "kind": self.kind.value,
+            "metric": self.metric.value,
+            "seq": self.seq,
+            "subject_type": self.subject_type,
+            "subject_id": self.subject_id,
+            "tenant": self.tenant,
+            "channel": self.channel,
+            "priority": self.priority,
+            "policy": self.policy,
+            "clause": self.clause,
+            "target_seconds": self.target_seconds,
+            "clock": self.clock,
+            "period": self.period.value,
+            "started_at": format_rfc3339(self.started_at, tz),
+            "deadline": format_rfc3339(self.deadline, tz),
+            "detected_at": format_rfc3339(self.detected_at, tz),
+        }
+        if self.responded_at is not None:
+            out["responded_at"] = format_rfc3339(self.responded_at, tz)
+            out["elapsed_seconds"] = self.elapsed_seconds
+        if self.share is not None:
+            out["share"] = self.share
+        if self.penalty is not None:
+            out["penalty"] = {"amount": self.penalty.amount, "currency": self.penalty.currency}
+        if self.reason is not None:
+            out["reason"] = self.reason
+        return out

@@ -1,0 +1,63 @@
+"""Instants as integers: microseconds since the Unix epoch (UTC).
+
+The core works on integer microseconds rather than ``datetime`` objects because they are
+exact (a response at the deadline compares equal, never off by a float rounding), compact in
+state records (an open timer must stay well under 1 KiB) and fast to compare in the deadline
+index. They are unambiguous, so they are never "naive". Conversion to and from RFC 3339 text
+happens only at the edges, here.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, tzinfo
+from typing import NewType
+
+Micros = NewType("Micros", int)
+"""An instant: microseconds since 1970-01-01T00:00:00Z."""
+
+MICROS_PER_SECOND = 1_000_000
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def from_datetime(value: datetime) -> Micros:
+    """Converts an aware datetime to an instant. A naive datetime is a bug: ValueError."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"naive datetime {value.isoformat()} has no UTC offset")
+    delta = value - _EPOCH
+    return Micros((delta.days * 86_400 + delta.seconds) * MICROS_PER_SECOND + delta.microseconds)
+
+
+def to_datetime(instant: int, tz: tzinfo = UTC) -> datetime:
+    """Converts an instant to an aware datetime in ``tz``."""
+    return (_EPOCH + timedelta(microseconds=instant)).astimezone(tz)
+
+
+def parse_rfc3339(text: str) -> Micros:
+    """Parses an RFC 3339 timestamp that carries an offset or ``Z``.
+
+    Raises ValueError with a readable message for anything else, naive timestamps included.
+    """
+    if not isinstance(text, str):
+        raise ValueError(f"expected an RFC 3339 string, got {type(text).__name__}")
+    if len(text) < 20 or text[10] not in "Tt ":
+        raise ValueError(f"{text!r} is not an RFC 3339 date-time")
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not an RFC 3339 date-time") from None
+    if value.tzinfo is None:
+        raise ValueError(f"{text!r} has no UTC offset (naive timestamps are ambiguous)")
+    return from_datetime(value)
+
+
+def format_rfc3339(instant: int, tz: tzinfo = UTC) -> str:
+    """Formats an instant as RFC 3339 in ``tz``; whole seconds drop the fraction."""
+    value = to_datetime(instant, tz)
+    spec = "seconds" if value.microsecond == 0 else "microseconds"
+    text = value.isoformat(timespec=spec)
+    return text[:-6] + "Z" if text.endswith("+00:00") and tz is UTC else text
+
+
+def seconds(value: float) -> Micros:
+    """A duration of ``value`` seconds, in microseconds."""
+    return Micros(round(value * MICROS_PER_SECOND))
