@@ -1,0 +1,106 @@
+"""The index of pending deadlines: which subject needs attention next.
+
+The index is *derived* state. The source of truth is each subject's record
+(:attr:`monitor.engine.state.SubjectState.next_due`); the index only says when to look at a
+record again, so it can always be rebuilt from the records (after a restart, after a
+rebalance). It is a binary heap with lazy deletion: rescheduling a key pushes a new entry and
+leaves the old one to be skipped when it surfaces, which keeps every update O(log n).
+
+Callers: :class:`monitor.replay.Replay` (one group) and the live worker's timer, which tags
+each key with its Kafka partition so that a revoked partition's keys can be dropped at once.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable
+
+from monitor.timeutil import Micros
+
+
+class DeadlineIndex:
+    def __init__(self) -> None:
+        self._heap: list[tuple[int, str]] = []
+        self._due: dict[str, int] = {}
+        self._group: dict[str, int] = {}
+
+    def __len__(self) -> int:
+        """The number of keys with a pending deadline."""
+        return len(self._due)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._due
+
+    def due_of(self, key: str) -> Micros | None:
+        due = self._due.get(key)
+        return None if due is None else Micros(due)
+
+    def schedule(self, key: str, due: int | None, group: int = 0) -> None:
+        """Sets (or, with ``due=None``, clears) the next deadline of ``key``."""
+        if due is None:
+            self._due.pop(key, None)
+            self._group.pop(key, None)
+            return
+        if self._due.get(key) == due:
+            return
+        self._due[key] = due
+        self._group[key] = group
+        heapq.heappush(self._heap, (due, key))
+        if len(self._heap) > 2 * len(self._due) + 1024:
+            self._compact()
+
+    def next_due(self) -> Micros | None:
+        """The earliest pending deadline, or None when nothing is pending."""
+        self._skip_stale()
+        return Micros(self._heap[0][0]) if self._heap else None
+
+    def pop_due(self, now: int) -> list[str]:
+        """Removes and returns every key whose deadline ``now`` has passed (due < now).
+
+        "Passed" is strict so that a response exactly at the deadline is still in time.
+        Keys come out in deadline order (ties by key), which keeps replay deterministic.
+        """
+        out: list[str] = []
+        heap = self._heap
+        while heap:
+            due, key = heap[0]
+            if due >= now:
+                if self._due.get(key) == due:
+                    break
+                heapq.heappop(heap)
+                continue
+            heapq.heappop(heap)
+            if self._due.get(key) == due:
+                del self._due[key]
+                self._group.pop(key, None)
+                out.append(key)
+        return out
+
+    def drop_groups(self, groups: Iterable[int]) -> int:
+        """Forgets every key of the given groups (revoked partitions); returns how many."""
+        gone = set(groups)
+        keys = [k for k, g in self._group.items() if g in gone]
+        for key in keys:
+            del self._due[key]
+            del self._group[key]
+        self._compact()
+        return len(keys)
+
+    def keep_groups(self, groups: Iterable[int]) -> int:
+        """Forgets every key outside the given groups; returns how many were dropped."""
+        keep = set(groups)
+        return self.drop_groups({g for g in self._group.values() if g not in keep})
+
+    def clear(self) -> None:
+        self._heap.clear()
+        self._due.clear()
+        self._group.clear()
+
+    def _skip_stale(self) -> None:
+        heap = self._heap
+        while heap and self._due.get(heap[0][1]) != heap[0][0]:
+            heapq.heappop(heap)
+
+    def _compact(self) -> None:
+        self._heap = [(due, key) for key, due in self._due.items()]
+        heapq.heapify(self._heap)
