@@ -18,7 +18,7 @@ from enum import StrEnum
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from monitor.timeutil import MICROS_PER_SECOND, Micros, format_rfc3339
+from monitor.timeutil import MICROS_PER_SECOND, format_rfc3339
 
 
 class Kind(StrEnum):
@@ -71,10 +71,10 @@ class SlaEvent:
     target_seconds: float
     clock: str  # "wall" (calendar time) or "working" (working time)
     period: Period
-    started_at: Micros
-    deadline: Micros
-    detected_at: Micros
-    responded_at: Micros | None = None
+    started_at: int  # instants: microseconds since the epoch (monitor.timeutil)
+    deadline: int
+    detected_at: int
+    responded_at: int | None = None
     share: float | None = None  # warnings: the share of the target that has elapsed
     penalty: Penalty | None = None  # breaches (and their retractions): what the contract charges
     reason: str | None = None  # retractions: what proved the breach wrong

@@ -1,0 +1,7 @@
+"""The pure SLA engine: subject records in, new records and SLA facts out."""
+
+from monitor.engine.deadlines import DeadlineIndex
+from monitor.engine.engine import SlaEngine, Step
+from monitor.engine.state import SlaClock, SubjectState, state_key
+
+__all__ = ["DeadlineIndex", "SlaClock", "SlaEngine", "Step", "SubjectState", "state_key"]

@@ -1,0 +1,459 @@
+"""The SLA engine: pure state machines over subject records. No I/O, no clock.
+
+Callers hand in a subject's record, an event or a point in time, and get back the new record
+and the SLA facts it produced (:class:`Step`). Who calls what:
+
+* :meth:`SlaEngine.apply` when an input event arrives (replay, the live worker's agent);
+* :meth:`SlaEngine.advance` when time passes a subject's :attr:`SubjectState.next_due`
+  (replay's clock, the live worker's timeout agent);
+* :meth:`SlaEngine.is_expired` when sweeping finished subjects out of the store.
+
+Time rules, shared by every metric (contract 002 2.2, 000 5.1):
+
+* a timer fires when the clock has *passed* its instant (``due < now``): a response exactly at
+  the deadline is met, one a microsecond later is a breach;
+* a response measures from its own ``occurred_at``, not from when it arrived, so a late event
+  that proves an emitted breach wrong produces a ``retraction`` (and then the ``met``) with the
+  breach's ``sla_id``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo
+
+from monitor.engine.state import SlaClock, SubjectState, event_digest, state_key
+from monitor.errors import RejectedEvent
+from monitor.events import Actor, Event, EventType, SubjectType, TicketStatus
+from monitor.policy.model import ClockKind, MetricPolicy, Policy, PolicySet
+from monitor.sla_event import Kind, Metric, SlaEvent, make_sla_id
+from monitor.timeutil import MICROS_PER_SECOND
+
+RESPONSE_METRICS = (Metric.FIRST_RESPONSE, Metric.NEXT_RESPONSE)
+FINISHED = frozenset({TicketStatus.SOLVED.value, TicketStatus.CLOSED.value})
+
+
+@dataclass(slots=True)
+class Step:
+    """The outcome of one engine call: the record to store (None: delete) and the facts."""
+
+    state: SubjectState | None
+    events: list[SlaEvent]
+    duplicate: bool = False  # the event's id was seen before: nothing changed
+
+
+class SlaEngine:
+    def __init__(self, policies: PolicySet) -> None:
+        self.policies = policies
+
+    # -- public API -----------------------------------------------------------------------
+
+    @staticmethod
+    def state_key(event: Event) -> str:
+        return state_key(event.subject_type, event.subject_id)
+
+    def timezone_of(self, policy_name: str) -> ZoneInfo:
+        return self.policies.named(policy_name).timezone
+
+    def apply(self, state: SubjectState | None, event: Event, now: int) -> Step:
+        """Applies one input event. ``now`` is the caller's clock (never behind the event
+        for an in-order stream; ahead of it for a late event).
+
+        Raises RejectedEvent for a valid event that cannot apply (a message for a session
+        never started, say): the caller dead-letters it. A repeated ``event_id`` is a no-op.
+        """
+        digest = event_digest(event.event_id)
+        if state is not None and digest in state.seen:
+            return Step(state, [], duplicate=True)
+        handler = _HANDLERS[event.type]
+        if state is None and event.type not in (
+            EventType.SESSION_STARTED,
+            EventType.TICKET_CREATED,
+        ):
+            noun = (
+                "session.started"
+                if event.subject_type is SubjectType.CHAT_SESSION
+                else "ticket.created"
+            )
+            raise RejectedEvent(f"{event.type} for {event.subject_id!r}, but no {noun} was seen")
+        run = _Run(self, event, now)
+        new_state = handler(run, state)
+        new_state.remember(digest)
+        new_state.last_event_at = max(new_state.last_event_at, event.occurred_at)
+        return Step(new_state, run.out)
+
+    def advance(self, state: SubjectState, now: int) -> Step:
+        """Fires every warning and breach of ``state`` whose instant ``now`` has passed."""
+        run = _Run(self, None, now)
+        run.policy = self.policies.named(state.policy)
+        for clock in state.clocks:
+            run.fire_due(state, clock)
+        return Step(state, run.out)
+
+    def is_expired(self, state: SubjectState, now: int) -> bool:
+        """True when a subject can be forgotten: finished (or idle with no running timer)
+        for longer than its policy's retention. Kept until then for late events and
+        duplicates."""
+        retention = self.policies.named(state.policy).retention
+        if state.finished_at is not None:
+            return now - state.finished_at > retention
+        return state.next_due is None and now - state.last_event_at > retention
+
+
+class _Run:
+    """One engine call: the policy in force, the clock, and the facts produced so far."""
+
+    def __init__(self, engine: SlaEngine, event: Event | None, now: int) -> None:
+        self.engine = engine
+        self.event = event
+        self.now = now
+        self.out: list[SlaEvent] = []
+        self.policy: Policy
+
+    # -- time arithmetic in a clock's own kind -------------------------------------------
+
+    def add(self, kind: ClockKind, start: int, duration: int) -> int:
+        if kind is ClockKind.WALL:
+            return start + duration
+        return self.policy.working_time.add(start, duration)
+
+    def measure(self, kind: ClockKind, start: int, end: int) -> int:
+        if end <= start:
+            return 0
+        if kind is ClockKind.WALL:
+            return end - start
+        return self.policy.working_time.between(start, end)
+
+    def used(self, clock: SlaClock, at: int) -> int:
+        """Time the clock has used by ``at``, pauses excluded."""
+        used = self.measure(clock.kind, clock.started_at, at)
+        for a, b in clock.pauses:
+            used -= self.measure(clock.kind, a, min(b, at))
+        if clock.paused_since is not None:
+            used -= self.measure(clock.kind, clock.paused_since, at)
+        return used
+
+    # -- clocks ---------------------------------------------------------------------------
+
+    def metric_policy(self, metric: Metric) -> MetricPolicy | None:
+        return self.policy.metrics.get(metric)
+
+    def start_clock(self, state: SubjectState, metric: Metric, seq: int, at: int) -> None:
+        mp = self.metric_policy(metric)
+        if mp is None:
+            return
+        period = self.policy.working_time.period_of(at)
+        rule = mp.rule_for(state.priority, period, state.channel)
+        clock = SlaClock(metric, seq, at, period, rule.within, rule.clock, rule.clause)
+        if state.status in {s.value for s in mp.pause_when}:
+            clock.paused_since = at
+        state.clocks.append(clock)
+        self.schedule(clock)
+
+    def schedule(self, clock: SlaClock) -> None:
+        """Recomputes ``deadline`` and ``warn_at`` of a running clock from its record."""
+        if not clock.running or clock.breached:
+            clock.deadline = clock.warn_at = None
+            return
+        resumed = clock.pauses[-1][1] if clock.pauses else clock.started_at
+        used = self.used(clock, resumed)
+        clock.deadline = self.add(clock.kind, resumed, max(clock.target - used, 0))
+        shares = self.shares(clock)
+        if clock.warned < len(shares):
+            mark = round(clock.target * shares[clock.warned])
+            clock.warn_at = self.add(clock.kind, resumed, max(mark - used, 0))
+        else:
+            clock.warn_at = None
+
+    def shares(self, clock: SlaClock) -> tuple[float, ...]:
+        mp = self.metric_policy(clock.metric)
+        return mp.warnings if mp is not None else ()
+
+    def retarget(self, state: SubjectState, clock: SlaClock) -> None:
+        """Re-selects a clock's target after a priority change, from the original start."""
+        mp = self.metric_policy(clock.metric)
+        if mp is None:
+            return
+        rule = mp.rule_for(state.priority, clock.period, state.channel)
+        if (rule.within, rule.clock) == (clock.target, clock.kind):
+            return
+        clock.target, clock.kind, clock.clause = rule.within, rule.clock, rule.clause
+        was_breached = clock.breached
+        clock.breached = False
+        self.schedule(clock)
+        if was_breached:
+            if clock.deadline is not None and clock.deadline < self.now:
+                clock.breached = True  # still late under the new target: the breach stands
+                clock.warn_at = None
+            else:
+                self.emit(Kind.RETRACTION, state, clock, reason="priority changed")
+
+    def pause(self, state: SubjectState, clock: SlaClock, at: int) -> None:
+        if not clock.running:
+            return
+        if clock.breached:
+            if clock.deadline is None or at >= clock.deadline:
+                return  # the target was used up before the pause: the breach stands
+            clock.breached = False
+            self.emit(Kind.RETRACTION, state, clock, reason=f"paused ({state.status}) in time")
+        clock.paused_since = at
+        clock.deadline = clock.warn_at = None
+
+    def resume(self, clock: SlaClock, at: int) -> None:
+        if clock.paused_since is None:
+            return
+        clock.pauses.append((clock.paused_since, max(at, clock.paused_since)))
+        clock.paused_since = None
+        self.schedule(clock)
+
+    def fire_due(self, state: SubjectState, clock: SlaClock) -> None:
+        """Emits the warnings and the breach of ``clock`` that ``now`` has passed."""
+        if clock.breached or not clock.running:
+            return
+        shares = self.shares(clock)
+        while clock.warn_at is not None and clock.warn_at < self.now:
+            self.emit(Kind.WARNING, state, clock, share=shares[clock.warned])
+            clock.warned += 1
+            self.schedule(clock)
+        if clock.deadline is not None and clock.deadline < self.now:
+            self.emit(Kind.BREACH, state, clock)
+            clock.breached = True
+            clock.warn_at = None
+
+    def stop(self, state: SubjectState, clock: SlaClock, at: int, *, met: bool, why: str) -> None:
+        """Ends a clock at ``at``: with the response (``met=True``) or because it no longer
+        applies (the session closed, the ticket was solved)."""
+        state.clocks.remove(clock)
+        if clock.breached:
+            if clock.deadline is not None and at <= clock.deadline:
+                self.emit(
+                    Kind.RETRACTION, state, clock, reason=why, responded_at=at if met else None
+                )
+                if met:
+                    self.emit(Kind.MET, state, clock, responded_at=at)
+            return
+        if clock.running and clock.deadline is not None and at > clock.deadline:
+            self.emit(Kind.BREACH, state, clock, responded_at=at if met else None)
+        elif met:
+            self.emit(Kind.MET, state, clock, responded_at=at)
+
+    def emit(
+        self,
+        kind: Kind,
+        state: SubjectState,
+        clock: SlaClock,
+        *,
+        share: float | None = None,
+        responded_at: int | None = None,
+        reason: str | None = None,
+    ) -> None:
+        mp = self.metric_policy(clock.metric)
+        deadline = clock.deadline if clock.deadline is not None else clock.started_at + clock.target
+        self.out.append(
+            SlaEvent(
+                sla_id=make_sla_id(
+                    state.tenant, state.subject_type, state.subject_id, clock.metric, clock.seq
+                ),
+                kind=kind,
+                metric=clock.metric,
+                seq=clock.seq,
+                subject_type=state.subject_type.value,
+                subject_id=state.subject_id,
+                tenant=state.tenant,
+                channel=state.channel,
+                priority=state.priority,
+                policy=state.policy,
+                clause=clock.clause,
+                target_seconds=clock.target / MICROS_PER_SECOND,
+                clock=clock.kind.value,
+                period=clock.period,
+                started_at=clock.started_at,
+                deadline=deadline,
+                detected_at=self.now,
+                responded_at=responded_at,
+                share=share,
+                penalty=mp.penalty if mp is not None and kind in _PENALISED else None,
+                reason=reason,
+            )
+        )
+
+    def respond(self, state: SubjectState, at: int, who: str) -> None:
+        """A human response at ``at`` answers every response clock started before it."""
+        for clock in [c for c in state.clocks if c.metric in RESPONSE_METRICS]:
+            if clock.started_at <= at:
+                self.stop(state, clock, at, met=True, why=f"{who} responded in time")
+        if state.responded_at is None or at < state.responded_at:
+            state.responded_at = at
+
+    def await_reply(self, state: SubjectState, at: int) -> None:
+        """A customer writes again after a human response: the next response is due."""
+        if state.responded_at is None or at < state.responded_at or state.finished_at is not None:
+            return
+        if (
+            state.clock(Metric.NEXT_RESPONSE) is None
+            and Metric.NEXT_RESPONSE in self.policy.metrics
+        ):
+            self.start_clock(state, Metric.NEXT_RESPONSE, state.next_seq, at)
+            state.next_seq += 1
+
+    def finish(self, state: SubjectState, at: int, why: str, *, resolved: bool) -> None:
+        """The subject is done: a resolution clock is met, every other clock is moot."""
+        for clock in list(state.clocks):
+            met = resolved and clock.metric is Metric.RESOLUTION
+            self.stop(state, clock, at, met=met, why=why)
+        state.finished_at = at
+
+
+_PENALISED = frozenset({Kind.BREACH, Kind.RETRACTION})
+_CREATING = frozenset({EventType.SESSION_STARTED, EventType.TICKET_CREATED})
+_CREATING_NOUN = {SubjectType.CHAT_SESSION: "session.started", SubjectType.TICKET: "ticket.created"}
+
+
+# -- event handlers: one per input type ---------------------------------------------------
+
+
+def _new_state(run: _Run, event: Event, priority: str) -> SubjectState:
+    policy = run.engine.policies.for_subject(event.tenant, event.subject_type)
+    run.policy = policy
+    return SubjectState(
+        subject_type=event.subject_type,
+        subject_id=event.subject_id,
+        tenant=event.tenant,
+        policy=policy.name,
+        channel=event.channel,
+        priority=priority,
+        created_at=event.occurred_at,
+        last_event_at=event.occurred_at,
+    )
+
+
+def _existing(run: _Run, state: SubjectState | None) -> SubjectState:
+    assert state is not None  # checked by SlaEngine.apply
+    run.policy = run.engine.policies.named(state.policy)
+    return state
+
+
+def _session_started(run: _Run, state: SubjectState | None) -> SubjectState:
+    event = run.event
+    assert event is not None
+    if state is not None:
+        raise RejectedEvent(f"session {event.subject_id!r} was already started")
+    state = _new_state(run, event, event.priority or "normal")
+    state.clock_start = event.occurred_at  # 002 1.3: from the request, as the system records it
+    run.start_clock(state, Metric.FIRST_RESPONSE, 0, event.occurred_at)
+    return state
+
+
+def _message_sent(run: _Run, state: SubjectState | None) -> SubjectState:
+    event = run.event
+    assert event is not None
+    state = _existing(run, state)
+    if event.actor is Actor.AGENT:  # 002 2.3: bot replies and system notices never count
+        run.respond(state, event.occurred_at, "agent")
+    elif event.actor is Actor.CUSTOMER:
+        run.await_reply(state, event.occurred_at)
+    return state
+
+
+def _session_closed(run: _Run, state: SubjectState | None) -> SubjectState:
+    event = run.event
+    assert event is not None
+    state = _existing(run, state)
+    if state.finished_at is None:
+        state.status = "closed"
+        run.finish(state, event.occurred_at, "closed before the deadline", resolved=False)
+    return state
+
+
+def _ticket_created(run: _Run, state: SubjectState | None) -> SubjectState:
+    event = run.event
+    assert event is not None
+    if state is not None:
+        raise RejectedEvent(f"ticket {event.subject_id!r} was already created")
+    state = _new_state(run, event, event.priority or "P4")
+    if event.designated is not False:  # 000 5.2: recorded on a designated channel
+        _start_ticket_clocks(run, state, event.occurred_at)
+    return state
+
+
+def _start_ticket_clocks(run: _Run, state: SubjectState, at: int) -> None:
+    state.clock_start = at
+    run.start_clock(state, Metric.FIRST_RESPONSE, 0, at)
+    run.start_clock(state, Metric.RESOLUTION, 0, at)
+
+
+def _ticket_transferred(run: _Run, state: SubjectState | None) -> SubjectState:
+    event = run.event
+    assert event is not None
+    state = _existing(run, state)
+    state.channel = event.channel
+    if event.designated and state.clock_start is None and state.finished_at is None:
+        _start_ticket_clocks(run, state, event.occurred_at)  # 000 7.3: from the transfer
+    return state
+
+
+def _ticket_comment(run: _Run, state: SubjectState | None) -> SubjectState:
+    event = run.event
+    assert event is not None
+    state = _existing(run, state)
+    at = event.occurred_at
+    if not event.public or state.clock_start is None:
+        return state  # 000 1.6/5.3: a response is what the customer is told
+    if event.actor is Actor.AGENT:
+        run.respond(state, at, "agent")
+        update = state.clock(Metric.PERIODIC_UPDATE)
+        if update is not None and update.started_at <= at:
+            run.stop(state, update, at, met=True, why="agent updated in time")
+            update = None
+        if update is None and state.finished_at is None:  # 000 9.2: the next update is due
+            run.start_clock(state, Metric.PERIODIC_UPDATE, state.update_seq, at)
+            state.update_seq += 1
+    elif event.actor is Actor.CUSTOMER:
+        run.await_reply(state, at)
+    return state
+
+
+def _ticket_priority_changed(run: _Run, state: SubjectState | None) -> SubjectState:
+    event = run.event
+    assert event is not None
+    state = _existing(run, state)
+    if event.priority == state.priority:
+        return state
+    state.priority = event.priority
+    for clock in list(state.clocks):
+        run.retarget(state, clock)
+    return state
+
+
+def _ticket_status_changed(run: _Run, state: SubjectState | None) -> SubjectState:
+    event = run.event
+    assert event is not None
+    assert event.status is not None
+    state = _existing(run, state)
+    at, status = event.occurred_at, event.status
+    state.status = status.value
+    if status.value in FINISHED:
+        if state.finished_at is None:
+            run.finish(state, at, f"{status.value} in time", resolved=True)
+        return state
+    state.finished_at = None  # reopened; a solved ticket's resolution stays final
+    for clock in state.clocks:
+        mp = run.metric_policy(clock.metric)
+        if mp is not None and status in mp.pause_when:
+            run.pause(state, clock, at)
+        else:
+            run.resume(clock, at)
+    return state
+
+
+_HANDLERS: dict[EventType, Callable[[_Run, SubjectState | None], SubjectState]] = {
+    EventType.SESSION_STARTED: _session_started,
+    EventType.MESSAGE_SENT: _message_sent,
+    EventType.SESSION_CLOSED: _session_closed,
+    EventType.TICKET_CREATED: _ticket_created,
+    EventType.TICKET_COMMENT: _ticket_comment,
+    EventType.TICKET_PRIORITY_CHANGED: _ticket_priority_changed,
+    EventType.TICKET_STATUS_CHANGED: _ticket_status_changed,
+    EventType.TICKET_TRANSFERRED: _ticket_transferred,
+}

@@ -1,0 +1,204 @@
+"""Per-subject SLA state: a small record that serialises to compact bytes.
+
+One :class:`SubjectState` per chat session or ticket. In the live worker it is the value of a
+Faust table keyed by subject, so a restarted or rebalanced worker resumes every open timer from
+the changelog; in replay it sits in a dict. The record is self-contained: :attr:`next_due` is
+derived from it alone, which is what lets the deadline index be rebuilt from the table.
+
+Only :class:`monitor.engine.engine.SlaEngine` mutates these records.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from monitor.events import SubjectType
+from monitor.policy.model import ClockKind
+from monitor.sla_event import Metric, Period
+
+_FORMAT = 1  # bump on an incompatible change of the byte layout
+_METRICS = tuple(Metric)
+_PERIODS = tuple(Period)
+_CLOCKS = tuple(ClockKind)
+MAX_SEEN = 512  # event-id digests remembered per subject for de-duplication
+
+
+def event_digest(event_id: str) -> int:
+    """A stable 63-bit digest of an event id (Python's hash() changes between processes)."""
+    return int.from_bytes(hashlib.blake2b(event_id.encode(), digest_size=8).digest()) >> 1
+
+
+@dataclass(slots=True)
+class SlaClock:
+    """One SLA target instance: say, the first response of a ticket, or its 3rd next response.
+
+    Time used is measured from ``started_at`` in the clock's own kind (wall or working time),
+    less the ``pauses`` (closed intervals) and the open pause from ``paused_since``. Keeping
+    the pauses, rather than a running total, is what lets a priority change recompute the
+    target from the original start even when the new target counts a different kind of time.
+    """
+
+    metric: Metric
+    seq: int
+    started_at: int
+    period: Period  # when it started, as the contract classifies time
+    target: int  # microseconds of `kind` time
+    kind: ClockKind
+    clause: str
+    pauses: list[tuple[int, int]] = field(default_factory=list)
+    paused_since: int | None = None
+    deadline: int | None = None  # while running: when the target is used up
+    warn_at: int | None = None  # while running: when the next warning share is reached
+    warned: int = 0  # how many warning shares have been emitted
+    breached: bool = False  # a breach was emitted and not (yet) retracted
+
+    @property
+    def running(self) -> bool:
+        return self.paused_since is None
+
+    @property
+    def next_due(self) -> int | None:
+        if self.breached or not self.running:
+            return None
+        if self.warn_at is not None and (self.deadline is None or self.warn_at < self.deadline):
+            return self.warn_at
+        return self.deadline
+
+    def to_list(self) -> list[object]:
+        return [
+            _METRICS.index(self.metric),
+            self.seq,
+            self.started_at,
+            _PERIODS.index(self.period),
+            self.target,
+            _CLOCKS.index(self.kind),
+            self.clause,
+            self.pauses,
+            self.paused_since,
+            self.deadline,
+            self.warn_at,
+            self.warned,
+            self.breached,
+        ]
+
+    @classmethod
+    def from_list(cls, raw: list[Any]) -> SlaClock:
+        (m, seq, started, period, target, kind, clause, pauses, paused, deadline, warn, warned,
+         breached) = raw  # fmt: skip
+        return cls(
+            metric=_METRICS[m],
+            seq=seq,
+            started_at=started,
+            period=_PERIODS[period],
+            target=target,
+            kind=_CLOCKS[kind],
+            clause=clause,
+            pauses=[(a, b) for a, b in pauses],
+            paused_since=paused,
+            deadline=deadline,
+            warn_at=warn,
+            warned=warned,
+            breached=breached,
+        )
+
+
+@dataclass(slots=True)
+class SubjectState:
+    """Everything the engine knows about one chat session or ticket."""
+
+    subject_type: SubjectType
+    subject_id: str
+    tenant: str
+    policy: str
+    channel: str | None
+    priority: str | None
+    created_at: int
+    last_event_at: int
+    clock_start: int | None = None  # when SLA clocks started (tickets: on a designated channel)
+    status: str = "open"
+    finished_at: int | None = None  # session closed / ticket solved or closed
+    responded_at: int | None = None  # the first human response
+    next_seq: int = 1  # seq of the next next_response clock
+    update_seq: int = 1  # seq of the next periodic_update clock
+    seen: list[int] = field(default_factory=list)
+    clocks: list[SlaClock] = field(default_factory=list)
+
+    @property
+    def key(self) -> str:
+        return state_key(self.subject_type, self.subject_id)
+
+    @property
+    def next_due(self) -> int | None:
+        """The earliest instant at which a timer of this subject fires, if any."""
+        dues = [d for c in self.clocks if (d := c.next_due) is not None]
+        return min(dues) if dues else None
+
+    def clock(self, metric: Metric) -> SlaClock | None:
+        for c in self.clocks:
+            if c.metric is metric:
+                return c
+        return None
+
+    def remember(self, digest: int) -> None:
+        self.seen.append(digest)
+        if len(self.seen) > MAX_SEEN:
+            del self.seen[: len(self.seen) - MAX_SEEN]
+
+    def to_bytes(self) -> bytes:
+        return orjson.dumps(
+            [
+                _FORMAT,
+                self.subject_type.value,
+                self.subject_id,
+                self.tenant,
+                self.policy,
+                self.channel,
+                self.priority,
+                self.created_at,
+                self.last_event_at,
+                self.clock_start,
+                self.status,
+                self.finished_at,
+                self.responded_at,
+                self.next_seq,
+                self.update_seq,
+                self.seen,
+                [c.to_list() for c in self.clocks],
+            ]
+        )
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> SubjectState:
+        raw = orjson.loads(data)
+        if raw[0] != _FORMAT:
+            raise ValueError(f"state record format {raw[0]} is not {_FORMAT}")
+        (_, st, sid, tenant, policy, channel, priority, created, last, start, status, finished,
+         responded, next_seq, update_seq, seen, clocks) = raw  # fmt: skip
+        return cls(
+            subject_type=SubjectType(st),
+            subject_id=sid,
+            tenant=tenant,
+            policy=policy,
+            channel=channel,
+            priority=priority,
+            created_at=created,
+            last_event_at=last,
+            clock_start=start,
+            status=status,
+            finished_at=finished,
+            responded_at=responded,
+            next_seq=next_seq,
+            update_seq=update_seq,
+            seen=seen,
+            clocks=[SlaClock.from_list(c) for c in clocks],
+        )
+
+
+def state_key(subject_type: SubjectType | str, subject_id: str) -> str:
+    """The store key of a subject: chat session and ticket ids may collide, so prefix them."""
+    prefix = "c" if subject_type == SubjectType.CHAT_SESSION else "t"
+    return f"{prefix}:{subject_id}"

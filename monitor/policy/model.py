@@ -1,0 +1,106 @@
+"""Policies as data: the contract rules the engine enforces, validated once at start-up.
+
+A :class:`Policy` covers one kind of subject (chat sessions or tickets) for some tenants. For
+each metric it holds an ordered list of :class:`TargetRule`; the first rule whose selector
+matches a subject (priority, channel, and the period in which its clock started) sets the
+target. Every rule carries the contract clause it encodes, and every SLA event carries that
+clause on to its consumers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from zoneinfo import ZoneInfo
+
+from monitor.calendar import WorkingTime
+from monitor.errors import RejectedEvent
+from monitor.events import SubjectType, TicketStatus
+from monitor.sla_event import Metric, Penalty, Period
+from monitor.timeutil import Micros
+
+
+class ClockKind(StrEnum):
+    WALL = "wall"  # calendar time, round the clock
+    WORKING = "working"  # only working time counts
+
+
+@dataclass(frozen=True, slots=True)
+class Selector:
+    """Which subjects a rule applies to; ``None`` means "any"."""
+
+    priorities: frozenset[str] | None = None
+    periods: frozenset[Period] | None = None
+    channels: frozenset[str] | None = None
+
+    def matches(self, priority: str | None, period: Period, channel: str | None) -> bool:
+        return (
+            (self.priorities is None or priority in self.priorities)
+            and (self.periods is None or period in self.periods)
+            and (self.channels is None or channel in self.channels)
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class TargetRule:
+    when: Selector
+    within: Micros
+    clock: ClockKind
+    clause: str
+
+
+@dataclass(frozen=True, slots=True)
+class MetricPolicy:
+    metric: Metric
+    rules: tuple[TargetRule, ...]
+    warnings: tuple[float, ...]  # ascending shares of the target
+    penalty: Penalty | None = None
+    pause_when: frozenset[TicketStatus] = frozenset()
+
+    def rule_for(self, priority: str | None, period: Period, channel: str | None) -> TargetRule:
+        for rule in self.rules:
+            if rule.when.matches(priority, period, channel):
+                return rule
+        raise RejectedEvent(
+            f"no {self.metric} target matches priority={priority} period={period} "
+            f"channel={channel}; add a catch-all rule (one without `when`) to the policy"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    name: str
+    source: str  # the file it was loaded from, for messages
+    applies_to: SubjectType
+    tenants: frozenset[str]
+    timezone: ZoneInfo
+    working_time: WorkingTime
+    metrics: dict[Metric, MetricPolicy]
+    retention: Micros
+
+
+@dataclass(frozen=True, slots=True)
+class PolicySet:
+    """All loaded policies and who they apply to. Built by :func:`load_policy_set`."""
+
+    policies: dict[str, Policy]
+    _by_tenant: dict[tuple[str, SubjectType], Policy] = field(repr=False)
+
+    def for_subject(self, tenant: str, subject_type: SubjectType) -> Policy:
+        """The tenant's own policy for this kind of subject, else the default ("*") one."""
+        policy = self._by_tenant.get((tenant, subject_type)) or self._by_tenant.get(
+            ("*", subject_type)
+        )
+        if policy is None:
+            raise RejectedEvent(
+                f"no policy covers {subject_type} of tenant {tenant!r} and none is the default"
+            )
+        return policy
+
+    def named(self, name: str) -> Policy:
+        try:
+            return self.policies[name]
+        except KeyError:
+            raise RejectedEvent(
+                f"policy {name!r} of a stored subject is no longer loaded"
+            ) from None

@@ -1,0 +1,117 @@
+"""Replay: the engine driven by event time alone. The oracle the live worker is tested against.
+
+Events are applied in input order. The clock is the largest ``occurred_at`` seen so far: before
+each event, every deadline the clock has passed fires; a late event (behind the clock) is still
+applied with its own time, and may retract a breach. At the end the clock can be advanced to an
+``until`` instant. Everything is deterministic: same input, same output, same order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+from monitor.engine import DeadlineIndex, SlaEngine, SubjectState
+from monitor.errors import CalendarError, RejectedEvent
+from monitor.events import Event
+from monitor.sla_event import Kind, SlaEvent
+
+
+@dataclass
+class ReplayStats:
+    events: int = 0
+    duplicates: int = 0
+    late: int = 0
+    invalid: int = 0
+    rejected: int = 0
+    facts: dict[str, int] = field(default_factory=lambda: {k.value: 0 for k in Kind})
+
+    def summary(self) -> str:
+        facts = ", ".join(f"{n} {k}" for k, n in self.facts.items())
+        return (
+            f"{self.events} events ({self.duplicates} duplicates, {self.late} late, "
+            f"{self.invalid} invalid, {self.rejected} rejected) -> {facts}"
+        )
+
+
+class Replay:
+    """Holds the subject records and the deadline index of one replay."""
+
+    def __init__(self, engine: SlaEngine) -> None:
+        self.engine = engine
+        self.states: dict[str, SubjectState] = {}
+        self.index = DeadlineIndex()
+        self.clock: int | None = None
+        self.stats = ReplayStats()
+        self.rejections: list[tuple[Event, str]] = []
+
+    def feed(self, event: Event) -> list[SlaEvent]:
+        """Applies one event after firing every deadline its time has passed."""
+        self.stats.events += 1
+        if self.clock is not None and event.occurred_at < self.clock:
+            self.stats.late += 1
+        out = self.advance_to(event.occurred_at)
+        assert self.clock is not None
+        key = self.engine.state_key(event)
+        try:
+            step = self.engine.apply(self.states.get(key), event, self.clock)
+        except (RejectedEvent, CalendarError) as exc:
+            self.stats.rejected += 1
+            self.rejections.append((event, str(exc)))
+            return out
+        if step.duplicate:
+            self.stats.duplicates += 1
+        if step.state is None:
+            self.states.pop(key, None)
+            self.index.schedule(key, None)
+        else:
+            self.states[key] = step.state
+            self.index.schedule(key, step.state.next_due)
+        return out + self._count(step.events)
+
+    def advance_to(self, now: int) -> list[SlaEvent]:
+        """Moves the clock forward to ``now`` (never back) and fires what it passes."""
+        if self.clock is not None and now <= self.clock:
+            return []
+        self.clock = now
+        out: list[SlaEvent] = []
+        for key in self.index.pop_due(now):
+            state = self.states[key]
+            step = self.engine.advance(state, now)
+            self.index.schedule(key, state.next_due)
+            out.extend(step.events)
+        return self._count(out)
+
+    def _count(self, facts: list[SlaEvent]) -> list[SlaEvent]:
+        for fact in facts:
+            self.stats.facts[fact.kind.value] += 1
+        return facts
+
+
+def replay_events(
+    engine: SlaEngine, events: Iterable[Event], until: int | None = None
+) -> list[SlaEvent]:
+    """Replays ``events`` and returns every SLA fact in detection order."""
+    return list(iter_replay(Replay(engine), events, until))
+
+
+def iter_replay(replay: Replay, events: Iterable[Event], until: int | None) -> Iterator[SlaEvent]:
+    for event in events:
+        yield from replay.feed(event)
+    if until is not None:
+        yield from replay.advance_to(until)
+
+
+def final_kinds(facts: Iterable[SlaEvent]) -> dict[str, Kind]:
+    """The last kind each ``sla_id`` reached, ignoring warnings once a verdict exists.
+
+    This is what live and replay must agree on: for every SLA target, was it met, breached,
+    or only warned about so far. A retraction is always followed by the verdict that replaced
+    it (a ``met``, or a later ``breach``), or stands alone when the target no longer applies.
+    """
+    out: dict[str, Kind] = {}
+    for fact in facts:
+        if fact.kind is Kind.WARNING and out.get(fact.sla_id, Kind.WARNING) is not Kind.WARNING:
+            continue
+        out[fact.sla_id] = fact.kind
+    return out
