@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit replay-sample clean
+.PHONY: demo test lint typecheck unit replay-sample golden bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,14 @@ unit: $(STAMP)
 
 replay-sample: $(STAMP)
 	$(BIN)/sla-monitor replay --until 2026-10-09T00:00:00+08:00 monitor/data/sample-day.jsonl
+
+## Regenerates the reviewed replay output of the sample day (review the diff!).
+golden: $(STAMP)
+	$(BIN)/sla-monitor replay --until 2026-10-09T00:00:00+08:00 monitor/data/sample-day.jsonl \
+		> tests/golden/sample-day.sla.jsonl
+
+bench: $(STAMP)
+	$(BIN)/sla-monitor bench
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,162 @@
+"""The ``sla-monitor`` command line: one subcommand per job.
+
+* ``replay``  — the engine over a JSONL file (the oracle; also a batch checker);
+* ``check``   — validates policy files and exits (CI for policy changes);
+* ``worker``, ``topics``, ``demo`` — the live Faust worker and its tooling (monitor.live);
+* ``bench``   — throughput and memory figures (BENCHMARKS.md).
+
+argparse (standard library) parses the options: the CLI is small and this keeps start-up fast.
+Every error sla-monitor raises on purpose is a :class:`monitor.errors.SlaMonitorError`, printed
+as one line with exit code 2; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from typing import IO
+
+import orjson
+
+from monitor import __version__
+from monitor.errors import InvalidEvent, SlaMonitorError
+from monitor.events import Event
+from monitor.timeutil import parse_rfc3339
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    command: Command = args.command
+    try:
+        return command(args)
+    except SlaMonitorError as exc:
+        print(f"sla-monitor: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sla-monitor", description="Event-streaming SLA monitor for customer service."
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    replay = sub.add_parser("replay", help="replay a JSONL file of events; print SLA events")
+    replay.add_argument("file", help="JSONL file of input events, or - for stdin")
+    _policies_arg(replay)
+    replay.add_argument(
+        "--until", type=_instant, help="advance the clock to this RFC 3339 instant at the end"
+    )
+    replay.add_argument(
+        "--progress", action="store_true", help="show a progress bar on stderr (large files)"
+    )
+    replay.set_defaults(command=cmd_replay)
+
+    check = sub.add_parser("check", help="validate policy files and exit")
+    _policies_arg(check)
+    check.set_defaults(command=cmd_check)
+
+    bench = sub.add_parser("bench", help="measure replay throughput and state size")
+    bench.add_argument("--hours", type=float, default=24.0, help="hours of generated traffic")
+    bench.add_argument("--scale", type=float, default=20.0, help="traffic multiplier")
+    bench.set_defaults(command=cmd_bench)
+
+    _add_live_commands(sub)
+    return parser
+
+
+def _policies_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--policies",
+        metavar="PATH",
+        help="policy file or directory (default: the bundled deploy/policies)",
+    )
+
+
+def _instant(text: str) -> int:
+    try:
+        return parse_rfc3339(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _add_live_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The live commands live in monitor.live; imported lazily so replay starts fast."""
+    try:
+        from monitor.live import cli as live  # noqa: PLC0415 - Faust is heavy to import
+    except ImportError:  # pragma: no cover - the live package is part of every install
+        return
+    for name, help_text in (
+        ("worker", "run the Faust worker (Kafka in, SLA events out)"),
+        ("topics", "create the Kafka topics, or check existing ones match"),
+        ("demo", "embedded broker + worker + realistic traffic, until Ctrl-C"),
+    ):
+        parser = sub.add_parser(name, help=help_text)
+        getattr(live, f"add_{name}_args")(parser)
+        parser.set_defaults(command=getattr(live, f"cmd_{name}"))
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from monitor.engine import SlaEngine  # noqa: PLC0415
+    from monitor.policy import load_policy_set  # noqa: PLC0415
+    from monitor.replay import Replay, iter_replay  # noqa: PLC0415
+
+    engine = SlaEngine(load_policy_set(args.policies))
+    replay = Replay(engine)
+    out = sys.stdout.buffer
+    stream = sys.stdin.buffer if args.file == "-" else open(args.file, "rb")  # noqa: SIM115
+    with stream:
+        events = _read_events(stream, replay.stats, show_progress=args.progress)
+        for fact in iter_replay(replay, events, args.until):
+            tz = engine.timezone_of(fact.policy)
+            out.write(orjson.dumps(fact.to_dict(tz), option=orjson.OPT_APPEND_NEWLINE))
+    out.flush()
+    for event, reason in replay.rejections:
+        print(f"rejected {event.event_id}: {reason}", file=sys.stderr)
+    print(f"replay: {replay.stats.summary()}", file=sys.stderr)
+    return 0
+
+
+def _read_events(stream: IO[bytes], stats: object, *, show_progress: bool) -> Iterator[Event]:
+    from monitor.validation import parse_event  # noqa: PLC0415
+
+    lines: Iterator[bytes] = iter(stream)
+    if show_progress:
+        from tqdm import tqdm  # noqa: PLC0415
+
+        lines = iter(tqdm(stream, unit=" events", file=sys.stderr))
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            yield parse_event(line)
+        except InvalidEvent as exc:
+            stats.invalid += 1  # type: ignore[attr-defined]
+            print(f"invalid event on line {number}: {exc}", file=sys.stderr)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from monitor.policy import load_policy_set  # noqa: PLC0415
+
+    policies = load_policy_set(args.policies)
+    for policy in policies.policies.values():
+        metrics = ", ".join(policy.metrics)
+        tenants = ", ".join(sorted(policy.tenants))
+        print(f"{policy.source}: {policy.name} ({policy.applies_to}; tenants {tenants}): {metrics}")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from monitor.bench import run_bench  # noqa: PLC0415
+
+    return run_bench(hours=args.hours, scale=args.scale)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
