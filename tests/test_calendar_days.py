@@ -17,7 +17,7 @@ from monitor.calendar import (
 )
 from monitor.errors import CalendarError, ConfigError, PolicyError
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "deploy/policies/calendar-overrides.example.yaml"
+EXAMPLE = Path(__file__).resolve().parents[1] / "deploy/calendars/cn-overrides.example.yaml"
 
 
 def d(text: str) -> date:

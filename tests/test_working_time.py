@@ -212,9 +212,7 @@ def test_year_end_into_2027_needs_overrides(tmp_path: Path) -> None:
 
 
 def test_year_end_with_example_file(nine_six: WorkingTime) -> None:
-    example = Path(__file__).resolve().parents[1] / (
-        "deploy/policies/calendar-overrides.example.yaml"
-    )
+    example = Path(__file__).resolve().parents[1] / ("deploy/calendars/cn-overrides.example.yaml")
     wt = WorkingTime(make_day_calendar(overrides_path=str(example)), SHANGHAI, NINE_TO_SIX)
     assert local(wt.add(t("2026-12-31T17:30:00"), H)) == "2027-01-04T09:30:00+08:00"
 

@@ -23,7 +23,7 @@ import holidays as holidays_lib
 from monitor.calendar.overrides import Overrides, load_overrides
 from monitor.errors import CalendarError, ConfigError
 
-_EXAMPLE = "deploy/policies/calendar-overrides.example.yaml"
+_EXAMPLE = "deploy/calendars/cn-overrides.example.yaml"
 MON_FRI_WEEKEND: frozenset[int] = frozenset({5, 6})
 """``date.weekday()`` numbers of Saturday and Sunday."""
 

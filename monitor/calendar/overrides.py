@@ -5,7 +5,7 @@ make-up working Saturdays and Sundays) late in the year, and ``chinese_calendar`
 lag behind it. Operators must be able to ship the new schedule as a file, without a code
 release. Other countries' company holidays (a site closure, an extra day off) go here too.
 
-File format (YAML; see ``deploy/policies/calendar-overrides.example.yaml``)::
+File format (YAML; see ``deploy/calendars/cn-overrides.example.yaml``)::
 
     years: [2027]            # this file fully specifies the exceptions of these years
     holidays: [2027-01-01]   # extra rest days
