@@ -1,0 +1,465 @@
+"""Raw input (a Kafka message value, a JSONL line) to a validated :class:`~monitor.events.Event`.
+
+Called by the Kafka consumer and by replay for every input event, so it sits on the hot path
+(replay targets 100k events/s in one process). Two paths, one source of truth:
+
+* The **fast path** checks a well-formed event against a per-type field table compiled once
+  from ``schemas/events/*.schema.json`` (type, length bounds, enums, patterns, required,
+  defaults) and builds the record. It only answers "valid" or "no".
+* When the fast path says no, the **slow path** runs the full draft 2020-12 validator on the
+  same schema files to produce a precise reason and path for :class:`InvalidEvent`.
+
+The table compiler accepts only the schema keywords it implements and refuses a schema that
+uses any other (:class:`ConfigError`), so an edited schema cannot silently loosen the fast
+path. ``tests/test_validation.py`` checks, with Hypothesis, that both paths agree.
+
+One rule is not expressible as a pattern: the timestamp must be a real instant (no month 13,
+no 25:00). Both paths apply :func:`monitor.timeutil.parse_rfc3339` after the schema.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final, NamedTuple
+
+import orjson
+from jsonschema.exceptions import ValidationError
+from referencing._core import Resolver
+
+from monitor import schemas, traffic
+from monitor.errors import ConfigError, InvalidEvent
+from monitor.events import (
+    CHAT_EVENT_TYPES,
+    Actor,
+    Event,
+    EventType,
+    SubjectType,
+    TicketStatus,
+)
+from monitor.timeutil import parse_rfc3339
+
+MAX_EVENT_BYTES: Final = 64 * 1024
+"""Larger raw events are rejected before parsing: no producer needs more, and a runaway one
+must not make the consumer allocate without bound."""
+
+_MISSING: Final = object()
+_ACTORS: Final = {a.value: a for a in Actor}
+_STATUSES: Final = {s.value: s for s in TicketStatus}
+
+# Keywords the table compiler understands. Annotations have no effect on validity ("format" is
+# an annotation in draft 2020-12 unless a format checker is switched on, and we switch none on).
+_ANNOTATIONS: Final = frozenset(
+    {"$schema", "$id", "$comment", "title", "description", "examples", "default", "format"}
+)
+_FIELD_KEYWORDS: Final = _ANNOTATIONS | {
+    "$ref",
+    "type",
+    "enum",
+    "const",
+    "minLength",
+    "maxLength",
+    "pattern",
+}
+_OBJECT_KEYWORDS: Final = _ANNOTATIONS | {
+    "$ref",
+    "$defs",
+    "type",
+    "allOf",
+    "properties",
+    "required",
+    "additionalProperties",
+}
+
+
+class _Field(NamedTuple):
+    """One property of one event type, as the fast path checks it (unpacked in the hot loop)."""
+
+    name: str
+    slot: int  # position in Event's arguments; -1: checked but not recorded (``type``)
+    is_str: bool  # else boolean: the only two JSON types input events use
+    required: bool
+    default: object  # applied when absent and not required (None when the schema gives none)
+    min_len: int
+    max_len: int
+    enum: frozenset[str] | None
+    patterns: tuple[re.Pattern[str], ...]
+    convert: Mapping[str, object] | None  # JSON string to enum member (sender, author, status)
+
+
+class _Plan(NamedTuple):
+    """Everything the fast path needs for one event type."""
+
+    template: tuple[object, ...]  # Event's arguments, constants filled in (type, subject_type)
+    fields: tuple[_Field, ...]
+
+
+# Event's positional arguments by field name; the JSON names that differ map onto them.
+_SLOTS: Final = {f.name: i for i, f in enumerate(dataclasses.fields(Event))}
+_JSON_TO_SLOT: Final = {
+    "session_id": "subject_id",
+    "ticket_id": "subject_id",
+    "sender": "actor",
+    "author": "actor",
+}
+_CONVERT: Final[dict[str, Mapping[str, object]]] = {"actor": _ACTORS, "status": _STATUSES}
+_OCCURRED_AT: Final = _SLOTS["occurred_at"]
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_MICRO: Final = timedelta(microseconds=1)
+
+# Compiled lazily on first use, so importing this module never touches the file system;
+# reload_schemas() resets it.
+_plans: dict[str, _Plan] | None = None
+
+
+def reload_schemas() -> None:
+    """Recompiles the fast-path tables from the schema directory (after changing it)."""
+    global _plans  # noqa: PLW0603 - one module-level cache, reset on purpose
+    schemas.clear_cache()
+    _plans = None
+
+
+def parse_event(raw: bytes | str) -> Event:
+    """Parses and validates one raw input event. Raises :class:`InvalidEvent`.
+
+    Called by the Kafka consumer (message value) and by replay (one JSONL line).
+    """
+    size = len(raw)
+    if size > MAX_EVENT_BYTES or (isinstance(raw, str) and size * 4 > MAX_EVENT_BYTES):
+        _check_size(raw)
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise _undecodable(raw, exc) from None
+    return event_from_dict(obj)
+
+
+def event_from_dict(obj: object) -> Event:
+    """Validates an already-decoded JSON value and builds the record. Raises InvalidEvent.
+
+    Used by :func:`parse_event` and by callers that decode themselves (tests, the traffic
+    generator's live demo).
+    """
+    event = _fast_path(obj)
+    if event is None:
+        raise explain(obj)
+    return event
+
+
+def explain(obj: object) -> InvalidEvent:
+    """The precise reason why ``obj`` is not a valid event, from the full schema validator.
+
+    Only called when the fast path rejected ``obj``; slow (about a millisecond), which is fine
+    for the rare bad event.
+    """
+    if not isinstance(obj, dict):
+        return InvalidEvent(f"expected a JSON object, got {_json_type(obj)}")
+    errors = list(schemas.validator(schemas.ENVELOPE).iter_errors(obj))
+    if errors:
+        return min((_describe(e) for e in errors), key=lambda d: d[0])[1]
+    try:
+        parse_rfc3339(obj["occurred_at"])
+    except ValueError as exc:
+        return InvalidEvent(str(exc), "occurred_at")
+    # Unreachable unless the table compiler and the schema disagree; the Hypothesis test in
+    # tests/test_validation.py exists to keep it that way.
+    return InvalidEvent("the schema accepts this event but the fast path does not (a bug)")
+
+
+def bench_validation(n: int = 200_000) -> float:
+    """Measures :func:`parse_event` on ``n`` generated events; prints and returns events/s.
+
+    Called by hand or by the CLI's benchmark; tests call it with a small ``n`` but assert no
+    timings (machines differ).
+    """
+    start = datetime(2026, 10, 8, 0, 0, tzinfo=UTC)
+    sample = [orjson.dumps(e) for e in traffic.generate(start, 24.0, seed=1)]
+    lines = (sample * (n // len(sample) + 1))[:n]
+    parse_event(lines[0])  # compile the tables outside the timed loop
+    began = time.perf_counter()
+    for line in lines:
+        parse_event(line)
+    elapsed = time.perf_counter() - began
+    rate = n / elapsed if elapsed > 0 else float("inf")
+    print(f"parse_event: {n} events in {elapsed:.3f} s = {rate:,.0f} events/s")
+    return rate
+
+
+# --- fast path ------------------------------------------------------------------------------
+
+
+def _fast_path(obj: object) -> Event | None:
+    """The record if ``obj`` is valid, else None. Never raises; allocates nothing on errors.
+
+    This is the hot loop of replay, hence the flat tuples instead of attribute lookups.
+    """
+    if not isinstance(obj, dict):
+        return None
+    plans = _plans if _plans is not None else _compile_plans()
+    event_type = obj.get("type")
+    if not isinstance(event_type, str):  # also keeps unhashable values away from plans.get
+        return None
+    plan = plans.get(event_type)
+    if plan is None:
+        return None
+    args: list[Any] = list(plan.template)
+    for name, slot, is_str, required, default, lo, hi, enum, patterns, convert in plan.fields:
+        value = obj.get(name, _MISSING)
+        if value is _MISSING:
+            if required:
+                return None
+            value = default
+        elif is_str:
+            if not isinstance(value, str) or not lo <= len(value) <= hi:
+                return None
+            if enum is not None and value not in enum:
+                return None
+            for pattern in patterns:
+                if pattern.search(value) is None:
+                    return None
+        elif value is not True and value is not False:
+            return None
+        if slot >= 0:
+            args[slot] = value if convert is None or value is None else convert[value]
+    try:
+        # The schema pattern already guarantees the shape and the offset; fromisoformat rejects
+        # impossible dates and times. Integer division keeps microseconds exact.
+        args[_OCCURRED_AT] = (datetime.fromisoformat(args[_OCCURRED_AT]) - _EPOCH) // _MICRO
+    except ValueError:
+        return None
+    return Event(*args)
+
+
+def _compile_plans() -> dict[str, _Plan]:
+    """Compiles the per-type tables from the schema files (once; see reload_schemas)."""
+    global _plans  # noqa: PLW0603 - fills the module-level cache
+    envelope = schemas.load_schema(schemas.ENVELOPE)
+    type_names = envelope.get("properties", {}).get("type", {}).get("enum")
+    if not isinstance(type_names, list) or sorted(type_names) != sorted(EventType):
+        raise ConfigError(
+            f"{schemas.ENVELOPE}: properties.type.enum {type_names!r} must list exactly the "
+            f"event types of monitor.events.EventType"
+        )
+    # The fast path dispatches on type itself, so the envelope may say nothing more than that.
+    branches = [
+        (b["if"]["properties"]["type"]["const"], b["then"]["$ref"])
+        for b in envelope.get("allOf", [])
+        if b.keys() == {"if", "then"} and b["then"].keys() == {"$ref"}
+    ]
+    if (
+        envelope.keys() - _ANNOTATIONS != {"type", "properties", "required", "allOf"}
+        or envelope["properties"].keys() != {"type"}
+        or envelope["required"] != ["type"]
+        or len(branches) != len(envelope["allOf"])
+        or sorted(branches) != sorted((t, f"{t}.schema.json") for t in type_names)
+    ):
+        raise ConfigError(
+            f"{schemas.ENVELOPE}: must only dispatch on type to events/<type>.schema.json"
+        )
+    registry = schemas.registry()
+    plans: dict[str, _Plan] = {}
+    for name in type_names:
+        file = schemas.event_schema_name(name)
+        schema = schemas.load_schema(file)
+        resolver = registry.resolver(base_uri=str(schema.get("$id", "")))
+        merged: dict[str, list[tuple[dict[str, Any], Resolver[Any]]]] = {}
+        required: set[str] = set()
+        _collect_object(file, schema, resolver, merged, required)
+        missing = required - merged.keys()
+        if missing:
+            raise ConfigError(f"{file}: required {sorted(missing)} have no property schema")
+        event_type = EventType(name)
+        is_chat = event_type in CHAT_EVENT_TYPES
+        subject_key = "session_id" if is_chat else "ticket_id"
+        if subject_key not in required:
+            raise ConfigError(f"{file}: {subject_key} must be required")
+        template: list[object] = [None] * len(_SLOTS)
+        template[_SLOTS["type"]] = event_type
+        template[_SLOTS["subject_type"]] = (
+            SubjectType.CHAT_SESSION if is_chat else SubjectType.TICKET
+        )
+        fields = tuple(
+            _compile_field(file, prop, parts, prop in required) for prop, parts in merged.items()
+        )
+        plans[name] = _Plan(tuple(template), fields)
+    _plans = plans
+    return plans
+
+
+def _collect_object(
+    file: str,
+    schema: dict[str, Any],
+    resolver: Resolver[Any],
+    merged: dict[str, list[tuple[dict[str, Any], Resolver[Any]]]],
+    required: set[str],
+) -> None:
+    """Flattens an object schema (its ``$ref``, ``allOf``, ``properties``) into ``merged``."""
+    unknown = schema.keys() - _OBJECT_KEYWORDS
+    if unknown:
+        raise ConfigError(f"{file}: keywords {sorted(unknown)} are not supported by the fast path")
+    if schema.get("type", "object") != "object":
+        raise ConfigError(f"{file}: an event schema must have type object")
+    if schema.get("additionalProperties", True) is not True:
+        # Producers add metadata; rejecting it would be a contract change, not a schema tweak.
+        raise ConfigError(f"{file}: additionalProperties must stay allowed")
+    if "$ref" in schema:
+        resolved = resolver.lookup(schema["$ref"])
+        _collect_object(file, resolved.contents, resolved.resolver, merged, required)
+    for sub in schema.get("allOf", []):
+        _collect_object(file, sub, resolver, merged, required)
+    for prop, sub in schema.get("properties", {}).items():
+        merged.setdefault(prop, []).append((sub, resolver))
+    required.update(schema.get("required", []))
+
+
+def _compile_field(
+    file: str, name: str, parts: list[tuple[dict[str, Any], Resolver[Any]]], required: bool
+) -> _Field:
+    """The conjunction of every schema that constrains property ``name``."""
+    flat: list[dict[str, Any]] = []
+    pending = list(parts)
+    while pending:
+        sub, resolver = pending.pop()
+        unknown = sub.keys() - _FIELD_KEYWORDS
+        if unknown:
+            raise ConfigError(f"{file}: {name}: keywords {sorted(unknown)} are not supported")
+        if "$ref" in sub:
+            resolved = resolver.lookup(sub["$ref"])
+            pending.append((resolved.contents, resolved.resolver))
+        flat.append(sub)
+    kinds: set[str] = set()
+    enum: set[str] | None = None
+    min_len, max_len = 0, 2**63
+    patterns: list[re.Pattern[str]] = []
+    default: object = None
+    for sub in flat:
+        if "type" in sub:
+            kinds.add(sub["type"])
+        allowed = [sub["const"]] if "const" in sub else sub.get("enum")
+        if allowed is not None:
+            if not all(isinstance(v, str) for v in allowed):
+                raise ConfigError(f"{file}: {name}: only string enums/consts are supported")
+            kinds.add("string")
+            enum = set(allowed) if enum is None else enum & set(allowed)
+        min_len = max(min_len, sub.get("minLength", 0))
+        max_len = min(max_len, sub.get("maxLength", 2**63))
+        if "pattern" in sub:
+            patterns.append(re.compile(sub["pattern"]))
+        if "default" in sub:
+            default = sub["default"]
+    if kinds not in ({"string"}, {"boolean"}):
+        raise ConfigError(f"{file}: {name}: type must be string or boolean, got {sorted(kinds)}")
+    target = _JSON_TO_SLOT.get(name, name)
+    return _Field(
+        name=name,
+        # "type" is a constant of the plan; properties Event does not carry are only checked.
+        slot=_SLOTS[target] if target in _SLOTS and name != "type" else -1,
+        is_str=kinds == {"string"},
+        required=required,
+        default=default,
+        min_len=min_len,
+        max_len=max_len,
+        enum=frozenset(enum) if enum is not None else None,
+        patterns=tuple(patterns),
+        convert=_CONVERT.get(target),
+    )
+
+
+# --- slow path: reasons ---------------------------------------------------------------------
+
+
+def _check_size(raw: bytes | str) -> None:
+    size = len(raw) if isinstance(raw, bytes) else len(raw.encode("utf-8", "surrogatepass"))
+    if size > MAX_EVENT_BYTES:
+        raise InvalidEvent(f"event is {size} bytes, over the limit of {MAX_EVENT_BYTES} bytes")
+
+
+def _undecodable(raw: bytes | str, exc: orjson.JSONDecodeError) -> InvalidEvent:
+    try:
+        if isinstance(raw, bytes):
+            raw.decode("utf-8")
+        else:
+            raw.encode("utf-8")
+    except (UnicodeDecodeError, UnicodeEncodeError) as bad:
+        return InvalidEvent(f"not UTF-8: {bad.reason} at position {bad.start}")
+    return InvalidEvent(f"not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}")
+
+
+def _json_type(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return type(value).__name__
+
+
+def _describe(error: ValidationError) -> tuple[tuple[int, str], InvalidEvent]:
+    """A ranked, readable InvalidEvent for one schema error.
+
+    Rank: a bad ``type`` first (everything else depends on it), then missing fields, then the
+    rest by path, so the same event always gets the same reason.
+    """
+    path = ".".join(str(p) for p in error.absolute_path)
+    value: Any = error.instance
+    expected: Any = error.validator_value
+    keyword = error.validator
+    if keyword == "required":
+        missing = [p for p in expected if p not in value]
+        name = missing[0] if missing else "?"
+        what = value.get("type") if isinstance(value, dict) else None
+        reason = f"missing (required for {what} events)" if what else "missing (required)"
+        return (0 if name == "type" else 1, name), InvalidEvent(reason, name)
+    rank = 0 if path == "type" else 2
+    if keyword == "type":
+        reason = f"expected {expected}, got {_json_type(value)}"
+    elif keyword == "enum" and path == "type":
+        reason = f"unknown event type {value!r}"
+    elif keyword in {"enum", "const"}:
+        allowed = expected if keyword == "enum" else [expected]
+        reason = f"{value!r} is not one of {', '.join(map(str, allowed))}"
+    elif keyword == "maxLength":
+        reason = f"too long: {len(value)} characters, at most {expected} allowed"
+    elif keyword == "minLength":
+        reason = "must not be empty" if expected == 1 else error.message
+    elif keyword == "pattern" and path == "occurred_at":
+        reason = _timestamp_reason(value)
+    else:
+        reason = error.message
+    return (rank, path), InvalidEvent(reason, path)
+
+
+def _timestamp_reason(text: str) -> str:
+    """Why ``text`` is not an RFC 3339 timestamp with offset; naive ones get a clear word."""
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        return (
+            f"{text!r} is not an RFC 3339 date-time "
+            "(expected YYYY-MM-DDThh:mm:ss[.ffffff] then Z or +hh:mm)"
+        )
+    if value.tzinfo is None:
+        return f"{text!r} has no UTC offset (naive timestamps are ambiguous)"
+    return (
+        f"{text!r} is not in RFC 3339 form (expected YYYY-MM-DDThh:mm:ss[.ffffff] then Z or +hh:mm)"
+    )
+
+
+__all__ = [
+    "MAX_EVENT_BYTES",
+    "bench_validation",
+    "event_from_dict",
+    "explain",
+    "parse_event",
+    "reload_schemas",
+]
