@@ -335,7 +335,8 @@ class SlaMetrics:
                 self._init_topic(topic)
             label = type if type in _KNOWN_TYPES else OTHER
             child = self.input_events.labels(topic=topic, type=label)
-            self._consumed[(topic, type)] = child
+            if label != OTHER:  # cache only bounded keys: unknown types could be anything
+                self._consumed[(topic, type)] = child
         child.inc()
         self.input_messages.inc()
 
