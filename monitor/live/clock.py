@@ -1,0 +1,89 @@
+"""The per-partition hybrid clock: the ``now`` the live worker hands to the engine.
+
+Who calls what: the worker's agent calls :meth:`PartitionClocks.observe` with every valid
+event's ``occurred_at`` and :meth:`PartitionClocks.now` before applying it; the worker's timer
+calls :meth:`PartitionClocks.now` for each assigned partition with whether that partition is
+caught up (its consumer lag is zero), and :meth:`forget` when partitions are revoked.
+
+The rule, per partition:
+
+* **caught up** (nothing left to read): wall-clock time. With no traffic at all the clock still
+  moves, so a customer left without an answer is a breach on time;
+* **behind** (a backlog after an outage, or lag): event time, the newest ``occurred_at`` seen
+  minus ``grace``. Timers then fire only as far as the events read so far prove time has
+  passed, so a response still waiting in the backlog is never reported as missing (no false
+  breach), and every deadline the backlog passes does fire (no missed breach);
+* the clock **never moves backwards**: a partition that falls behind keeps its last wall value
+  until event time overtakes it, so a deadline that fired stays fired.
+
+Event time also counts when caught up (the clock is the larger of the two): an upstream whose
+timestamps run slightly ahead of this host, or the demo's fast-forwarded time, then still
+drives the timers, and the grace keeps slightly out-of-order events from tripping them.
+The engine itself never reads a clock; only this module (through ``wall``) does.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+
+from monitor.timeutil import Micros
+
+
+def wall_clock() -> Micros:
+    """The host's wall clock in microseconds since the epoch (the production ``wall``)."""
+    return Micros(time.time_ns() // 1000)
+
+
+class PartitionClocks:
+    """One monotonic hybrid clock per partition number."""
+
+    def __init__(self, grace: Micros, wall: Callable[[], Micros] = wall_clock) -> None:
+        self.grace = grace
+        self.wall = wall
+        self._event_time: dict[int, int] = {}  # newest occurred_at seen, per partition
+        self._now: dict[int, int] = {}  # the last value handed out, per partition
+        self._mode: dict[int, str] = {}
+
+    def observe(self, partition: int, occurred_at: int) -> None:
+        """Records an event's time (called for every valid event, in stream order)."""
+        if occurred_at > self._event_time.get(partition, occurred_at - 1):
+            self._event_time[partition] = occurred_at
+
+    def now(self, partition: int, *, caught_up: bool) -> Micros:
+        """The partition's current instant (never less than the last one returned)."""
+        candidates = [self._now.get(partition)]
+        event_time = self._event_time.get(partition)
+        if event_time is not None:
+            candidates.append(event_time - self.grace)
+        if caught_up:
+            candidates.append(self.wall())
+        known = [c for c in candidates if c is not None]
+        if not known:
+            # Behind, and no event read yet (a fresh restart): time cannot be proved to have
+            # moved at all. Hand out nothing newer than... nothing: the caller skips timers.
+            self._mode[partition] = "event"
+            return Micros(0)
+        value = max(known)
+        self._now[partition] = value
+        self._mode[partition] = "wall" if caught_up else "event"
+        return Micros(value)
+
+    def peek(self, partition: int) -> Micros | None:
+        """The last value :meth:`now` returned for ``partition`` (None: never asked)."""
+        value = self._now.get(partition)
+        return None if value is None else Micros(value)
+
+    def mode(self, partition: int) -> str:
+        """``"wall"`` or ``"event"``: which rule the last :meth:`now` followed."""
+        return self._mode.get(partition, "event")
+
+    def forget(self, partitions: Iterable[int]) -> None:
+        """Drops revoked partitions: a new owner starts from its own reading of them."""
+        for p in partitions:
+            self._event_time.pop(p, None)
+            self._now.pop(p, None)
+            self._mode.pop(p, None)
+
+    def partitions(self) -> list[int]:
+        return sorted(set(self._now) | set(self._event_time))
