@@ -256,8 +256,9 @@ class SlaWorker:
         self.metrics.event_consumed(message.topic, event.type.value)
         if step.duplicate and not facts:
             return
-        self._store(key, step.state, partition)
+        # Outputs first, acknowledged, then the record: see _emit for why.
         await self._emit(facts + step.events, from_timer=False)
+        self._store(key, step.state, partition)
 
     def _misrouted(self, event: Event, message: Any) -> str | None:
         """Reasons an otherwise valid event cannot be processed where it arrived: a subject's
@@ -282,13 +283,13 @@ class SlaWorker:
             return
         state = SubjectState.from_bytes(stored)
         step = self.engine.advance(state, now)
+        await self._emit(step.events, from_timer=True)
         if self.engine.is_expired(state, now):
             self._store(key, None, partition)
         elif step.events:
             self._store(key, state, partition)
         else:
             self._index(partition).schedule(key.decode(), state.next_due, partition)
-        await self._emit(step.events, from_timer=True)
 
     def _store(self, key: bytes, state: SubjectState | None, partition: int) -> None:
         if state is None:
@@ -302,12 +303,25 @@ class SlaWorker:
             self._index(partition).schedule(key.decode(), state.next_due, partition)
         self.metrics.set_open_timers(sum(len(i) for i in self.index.values()))
 
-    async def _emit(self, facts: Iterable[SlaEvent], *, from_timer: bool) -> None:
+    async def _emit(self, facts: list[SlaEvent], *, from_timer: bool) -> None:
+        """Publishes facts and waits until the broker has them, *before* the caller stores
+        the record that produced them.
+
+        The record remembers the event (its id, for duplicates) and the fired timers, so
+        once it is stored (RocksDB writes locally at once; the changelog write may be flushed
+        before the outputs) a re-delivery after a crash is a no-op. Were the outputs still in
+        the producer's buffer then, a SIGKILL would lose them for good. In this order a crash
+        can only lose the record, and reprocessing re-emits the same facts (same fact_id).
+        """
+        pending = []
         for fact in facts:
             value = orjson.dumps(fact.to_dict(self.engine.timezone_of(fact.policy)))
             key = fact.subject_id.encode()
             for topic in self.routes[fact.kind]:
-                await topic.send(key=key, value=value)
+                pending.append(await topic.send(key=key, value=value))
+        for delivery in pending:
+            await delivery
+        for fact in facts:
             self.stats["facts"] += 1
             self.metrics.observe_sla_event(fact)
             if from_timer and fact.kind is Kind.BREACH:
@@ -379,7 +393,10 @@ class SlaWorker:
             elif committed.get(tp) is not None:
                 position = committed[tp]
             else:
-                position = await consumer.position(tp) or 0
+                # A new group that has handled nothing yet: the fetch position runs ahead of
+                # processing (prefetched records), so only an empty partition is caught up.
+                # Anything else waits for its first processed record, which sets `processed`.
+                position = 0
             lag = max(highwater - position, 0)
             self.metrics.set_partition_lag(topic, partition, lag)
             caught_up = caught_up and lag == 0

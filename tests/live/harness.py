@@ -1,0 +1,273 @@
+"""Test harness for the live worker: isolated topic sets, worker subprocesses, a producer and
+readers of the output topics. Everything talks to the real (embedded) broker.
+
+Each :class:`LiveSetup` has its own app id and topic names (a unique prefix), so tests sharing
+the session's broker cannot see each other's messages or consumer groups.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from monitor.live.config import Settings
+from monitor.live.topics import ensure_topics
+from monitor.sla_event import Kind
+
+POLICIES = str(Path(__file__).parent / "policies")
+ROOT = Path(__file__).resolve().parents[2]
+BEIJING = timezone(timedelta(hours=8))
+_names = itertools.count(1)
+
+
+def iso(offset_seconds: float = 0.0, base: datetime | None = None) -> str:
+    """An RFC 3339 instant ``offset_seconds`` from ``base`` (default: now), Beijing time."""
+    when = (base or datetime.now(UTC)) + timedelta(seconds=offset_seconds)
+    return when.astimezone(BEIJING).isoformat(timespec="milliseconds")
+
+
+@dataclass
+class LiveSetup:
+    """One isolated deployment: settings, topic names and the environment of its workers."""
+
+    broker: str
+    tmp: Path
+    policies: str | None = POLICIES
+    store: str = "memory://"
+    partitions: int = 4
+    name: str = field(default_factory=lambda: f"t{os.getpid()}x{next(_names)}")
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def settings(self) -> Settings:
+        n = self.name
+        return Settings(
+            broker=self.broker,
+            app_id=f"{n}-app",
+            topic_chat=f"{n}.chat.sessions",
+            topic_tickets=f"{n}.tickets",
+            topic_breaches=f"{n}.sla.breaches",
+            topic_warnings=f"{n}.sla.warnings",
+            topic_outcomes=f"{n}.sla.outcomes",
+            topic_deadletter=f"{n}.sla.deadletter",
+            topic_timeouts=f"{n}.sla.timeouts",
+            partitions=self.partitions,
+            policies=self.policies,
+            store=self.store,
+            producer_max_batch_size=1,
+            producer_acks=1,
+        )
+
+    def env(self, data_dir: Path) -> dict[str, str]:
+        s = self.settings
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SLA_")}
+        env.update(
+            SLA_BROKER=s.broker,
+            SLA_APP_ID=s.app_id,
+            SLA_TOPIC_CHAT=s.topic_chat,
+            SLA_TOPIC_TICKETS=s.topic_tickets,
+            SLA_TOPIC_BREACHES=s.topic_breaches,
+            SLA_TOPIC_WARNINGS=s.topic_warnings,
+            SLA_TOPIC_OUTCOMES=s.topic_outcomes,
+            SLA_TOPIC_DEADLETTER=s.topic_deadletter,
+            SLA_TOPIC_TIMEOUTS=s.topic_timeouts,
+            SLA_PARTITIONS=str(s.partitions),
+            SLA_POLICIES=s.policies or "",
+            SLA_STORE=s.store,
+            SLA_DATA_DIR=str(data_dir),
+            SLA_METRICS_PORT="0",
+            SLA_PRODUCER_MAX_BATCH_SIZE="1",
+            SLA_PRODUCER_ACKS="1",
+            SLA_TICK_INTERVAL="0.25",
+            SLA_RETENTION_INTERVAL="1",
+            SLA_REBALANCE_TIMEOUT="5",
+            SLA_SESSION_TIMEOUT="6",
+            SLA_HEARTBEAT_INTERVAL="1",
+            SLA_COMMIT_INTERVAL="0.5",
+            SLA_LOG_LEVEL="info",
+            PYTHONUNBUFFERED="1",
+        )
+        env.update(self.extra_env)
+        return env
+
+    async def create_topics(self) -> None:
+        await ensure_topics(self.settings)
+
+    def worker(self, label: str = "w") -> WorkerProcess:
+        data_dir = self.tmp / f"{self.name}-{label}-data"
+        return WorkerProcess(self.env(data_dir), self.tmp / f"{self.name}-{label}.log")
+
+
+class WorkerProcess:
+    """``sla-monitor worker`` as a subprocess, logging to a file."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.env = env
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._log_start = 0
+
+    def start(self) -> None:
+        self._log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-c", "from monitor.cli import main; raise SystemExit(main())",
+                 "worker"],
+                env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+            )  # fmt: skip
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[self._log_start :]
+        except FileNotFoundError:
+            return ""
+
+    async def wait_ready(self, timeout: float = 40.0, count: int = 1) -> None:
+        """Waits for the ``count``-th deadline-index rebuild (the end of a rebalance)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.log().count("deadline index rebuilt") >= count:
+                return
+            if self.proc is not None and self.proc.poll() is not None:
+                raise AssertionError(f"worker exited ({self.proc.returncode}):\n{self.log()}")
+            await asyncio.sleep(0.2)
+        raise AssertionError(f"worker not ready in {timeout}s:\n{self.log()[-4000:]}")
+
+    def assigned(self) -> list[int]:
+        """The partitions of the last completed rebalance, from the worker's log."""
+        lines = [ln for ln in self.log().splitlines() if "deadline index rebuilt" in ln]
+        if not lines:
+            return []
+        text = lines[-1].rsplit("partitions", 1)[1].strip().strip("[]")
+        return [int(p) for p in text.split(",") if p.strip()]
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+
+
+async def produce(broker: str, records: Iterable[tuple[str, bytes | None, bytes]]) -> None:
+    """Sends ``(topic, key, value)`` in order, one record per batch (see broker.py)."""
+    producer = AIOKafkaProducer(bootstrap_servers=broker, max_batch_size=1, acks=1)
+    await producer.start()
+    try:
+        futures = [await producer.send(t, v, key=k) for t, k, v in records]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+def chat(setup: LiveSetup, event: dict[str, Any]) -> tuple[str, bytes, bytes]:
+    """A chat event as a record of the setup's chat topic, keyed by its session id."""
+    return (setup.settings.topic_chat, event["session_id"].encode(), orjson.dumps(event))
+
+
+def record_for(setup: LiveSetup, event: dict[str, Any]) -> tuple[str, bytes, bytes]:
+    """Any generated event, to its topic, keyed by its subject id."""
+    if str(event["type"]).startswith("ticket."):
+        return (setup.settings.topic_tickets, event["ticket_id"].encode(), orjson.dumps(event))
+    return chat(setup, event)
+
+
+class TopicReader:
+    """Reads whole topics from the beginning (no consumer group) and keeps every record."""
+
+    def __init__(self, broker: str, topics: Iterable[str]) -> None:
+        self.broker = broker
+        self.topics = list(topics)
+        self.records: dict[str, list[Any]] = {t: [] for t in self.topics}
+        self._consumer: AIOKafkaConsumer | None = None
+
+    async def __aenter__(self) -> TopicReader:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.broker, enable_auto_commit=False, auto_offset_reset="earliest"
+        )
+        await consumer.start()
+        tps = []
+        for topic in self.topics:
+            parts = consumer.partitions_for_topic(topic)
+            while not parts:
+                await consumer._client.force_metadata_update()  # noqa: SLF001 - test helper
+                parts = consumer.partitions_for_topic(topic)
+            tps += [TopicPartition(topic, p) for p in parts]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        self._consumer = consumer
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._consumer is not None:
+            await self._consumer.stop()
+
+    async def poll(self, timeout: float = 0.3) -> int:
+        assert self._consumer is not None
+        batches = await self._consumer.getmany(timeout_ms=int(timeout * 1000))
+        n = 0
+        for tp, records in batches.items():
+            self.records[tp.topic].extend(records)
+            n += len(records)
+        return n
+
+    async def wait_for(
+        self, predicate: Callable[[TopicReader], bool], timeout: float, what: str = ""
+    ) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            await self.poll()
+            if predicate(self):
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+    def facts(self, topic: str) -> list[dict[str, Any]]:
+        return [orjson.loads(r.value) for r in self.records[topic] if r.value is not None]
+
+
+def final_kinds_from_topics(
+    warnings: list[dict[str, Any]], breaches: list[dict[str, Any]], outcomes: list[dict[str, Any]]
+) -> dict[str, Kind]:
+    """The final kind per ``sla_id`` as a downstream consumer of the three topics sees it.
+
+    Order across topics is not defined, so: a ``met`` always ends a target (nothing follows
+    it); otherwise the last of ``sla.breaches`` (breach or retraction, in order on one
+    partition) decides; a target with only warnings is a warning. Exact repeats (same
+    ``fact_id``, at-least-once) are ignored.
+    """
+    out: dict[str, Kind] = {}
+    for fact in warnings:
+        out.setdefault(fact["sla_id"], Kind.WARNING)
+    seen: set[str] = set()
+    for fact in breaches:
+        if fact["fact_id"] in seen:
+            continue
+        seen.add(fact["fact_id"])
+        out[fact["sla_id"]] = Kind(fact["kind"])
+    for fact in outcomes:
+        if fact["kind"] == Kind.MET:
+            out[fact["sla_id"]] = Kind.MET
+        else:
+            out.setdefault(fact["sla_id"], Kind(fact["kind"]))
+    return out

@@ -1,0 +1,167 @@
+"""A generated day of traffic through live workers, checked against replay (the oracle).
+
+* a worker killed with SIGKILL mid-stream and restarted loses no breach;
+* two workers sharing the partitions produce, between them, replay's result.
+
+"The same result" is the set of ``sla_id`` with their final kinds
+(:func:`monitor.replay.final_kinds`), read back from the output topics as a downstream consumer
+would (:func:`tests.live.harness.final_kinds_from_topics`). The day lies in the past, so once a
+worker has caught up its wall clock passes every deadline still open; replay gets the same
+``until``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections import Counter
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from monitor.engine import SlaEngine
+from monitor.policy import load_policy_set
+from monitor.replay import final_kinds, replay_events
+from monitor.sla_event import Kind
+from monitor.traffic import generate
+from monitor.validation import event_from_dict
+from tests.live.harness import (
+    LiveSetup,
+    TopicReader,
+    WorkerProcess,
+    final_kinds_from_topics,
+    produce,
+    record_for,
+)
+
+pytestmark = pytest.mark.broker
+
+DAY = datetime(2026, 10, 8, 18, 0, tzinfo=timezone(timedelta(hours=8)))
+
+
+def generated_day(seed: int) -> list[dict[str, Any]]:
+    return generate(DAY, 24.0, seed, chats_per_hour=40.0, tickets_per_hour=12.0)
+
+
+def expected(events: list[dict[str, Any]]) -> dict[str, Kind]:
+    engine = SlaEngine(load_policy_set(None))
+    until = time.time_ns() // 1000
+    return final_kinds(replay_events(engine, [event_from_dict(e) for e in events], until))
+
+
+def live_kinds(reader: TopicReader, setup: LiveSetup) -> dict[str, Kind]:
+    s = setup.settings
+    return final_kinds_from_topics(
+        reader.facts(s.topic_warnings),
+        reader.facts(s.topic_breaches),
+        reader.facts(s.topic_outcomes),
+    )
+
+
+def diff(live: dict[str, Kind], oracle: dict[str, Kind], reader: TopicReader | None = None) -> str:
+    wrong = {k: (live.get(k), v) for k, v in oracle.items() if live.get(k) != v}
+    extra = {k: v for k, v in live.items() if k not in oracle}
+    text = f"{len(wrong)} differ (live, replay): {list(wrong.items())[:5]}; {len(extra)} extra"
+    if reader is not None:
+        for sla_id in list(wrong)[:3]:
+            for topic, records in reader.records.items():
+                for r in records:
+                    if sla_id.encode() in (r.value or b""):
+                        text += f"\n  {topic}@{r.partition}:{r.offset} {r.value[:400]!r}"
+    return text
+
+
+def unique_facts(reader: TopicReader, setup: LiveSetup) -> int:
+    s = setup.settings
+    topics = (s.topic_warnings, s.topic_breaches, s.topic_outcomes)
+    return len({f["fact_id"] for t in topics for f in reader.facts(t)})
+
+
+async def wait_for_oracle(
+    reader: TopicReader, setup: LiveSetup, oracle: dict[str, Kind], timeout: float
+) -> dict[str, Kind]:
+    deadline = time.monotonic() + timeout
+    while True:
+        await reader.poll()
+        live = live_kinds(reader, setup)
+        if live == oracle or time.monotonic() > deadline:
+            return live
+
+
+def pending_after_rebuild(worker: WorkerProcess) -> list[int]:
+    return [int(n) for n in re.findall(r"deadline index rebuilt: (\d+) pending", worker.log())]
+
+
+async def wait_for_split(a: WorkerProcess, b: WorkerProcess, partitions: int) -> None:
+    """Waits until the two workers' last rebalances split every partition between them."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        x, y = set(a.assigned()), set(b.assigned())
+        if x and y and x.isdisjoint(y) and x | y == set(range(partitions)):
+            return
+        await asyncio.sleep(0.3)
+    raise AssertionError(f"no split: {a.assigned()} / {b.assigned()}")
+
+
+async def test_sigkill_and_restart_lose_no_breach(broker: Any, tmp_path: Path) -> None:
+    setup = LiveSetup(broker.bootstrap, tmp_path, policies=None, store="rocksdb://")
+    s = setup.settings
+    await setup.create_topics()
+    events = generated_day(seed=11)
+    oracle = expected(events)
+    assert Counter(oracle.values())[Kind.BREACH] > 100  # the day has plenty to lose
+    await produce(s.broker, [record_for(setup, e) for e in events])
+
+    worker = setup.worker()
+    worker.start()
+    try:
+        async with TopicReader(
+            s.broker, [s.topic_warnings, s.topic_breaches, s.topic_outcomes]
+        ) as reader:
+            await worker.wait_ready()
+            await reader.wait_for(
+                lambda r: unique_facts(r, setup) >= 100, timeout=60, what="the first facts"
+            )
+            worker.kill()  # SIGKILL: no flush, no commit, no goodbye
+            await reader.poll()
+            at_kill = live_kinds(reader, setup)
+            assert at_kill != oracle, "the worker finished before it was killed"
+
+            worker.start()  # same data directory: RocksDB state plus the changelog
+            await worker.wait_ready(timeout=60)
+            live = await wait_for_oracle(reader, setup, oracle, timeout=90)
+        assert live == oracle, diff(live, oracle, reader)
+        # The restarted worker resumed open timers from its recovered table.
+        assert pending_after_rebuild(worker)[-1] > 0
+    finally:
+        worker.stop()
+
+
+async def test_two_workers_share_the_partitions(broker: Any, tmp_path: Path) -> None:
+    setup = LiveSetup(broker.bootstrap, tmp_path, policies=None, store="memory://", partitions=4)
+    s = setup.settings
+    await setup.create_topics()
+    events = generated_day(seed=23)
+    oracle = expected(events)
+    first, second = setup.worker("a"), setup.worker("b")
+    first.start()
+    second.start()
+    try:
+        await first.wait_ready()
+        await second.wait_ready()
+        await wait_for_split(first, second, s.partitions)
+        # Both are running with half of the partitions each; now the day arrives.
+        await produce(s.broker, [record_for(setup, e) for e in events])
+        async with TopicReader(
+            s.broker, [s.topic_warnings, s.topic_breaches, s.topic_outcomes]
+        ) as reader:
+            live = await wait_for_oracle(reader, setup, oracle, timeout=90)
+        assert live == oracle, diff(live, oracle, reader)
+        a, b = set(first.assigned()), set(second.assigned())
+        assert a and b and a.isdisjoint(b) and a | b == set(range(s.partitions)), (a, b)
+    finally:
+        second.stop()
+        first.stop()

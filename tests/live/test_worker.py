@@ -1,0 +1,275 @@
+"""One live worker (a subprocess) on the embedded broker: breaches, warnings, met, retraction,
+duplicates, dead letters and retention, observed only through Kafka topics.
+
+The test policies (``tests/live/policies``) set 4-second targets with a warning at 50%, so each
+scenario takes seconds. Every test uses its own session ids on a shared worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from monitor.live.broker import EmbeddedBroker
+from monitor.timeutil import parse_rfc3339
+from monitor.validation import MAX_EVENT_BYTES
+from tests.live.harness import LiveSetup, TopicReader, WorkerProcess, chat, iso, produce
+
+pytestmark = pytest.mark.broker
+
+_ids = itertools.count(1)
+TARGET = 4_000_000  # the test policy's first_response target, in microseconds
+
+
+@pytest.fixture(scope="module")
+def live(
+    broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[LiveSetup, WorkerProcess]]:
+    setup = LiveSetup(broker.bootstrap, Path(tmp_path_factory.mktemp("worker")))
+    asyncio.run(setup.create_topics())
+    worker = setup.worker()
+    worker.start()
+    try:
+        asyncio.run(worker.wait_ready())
+        yield setup, worker
+    finally:
+        worker.stop()
+
+
+def session_id(tag: str) -> str:
+    return f"S-{tag}-{next(_ids)}-{time.time_ns() % 10**9}"
+
+
+def ev(sid: str, type_: str, at: str, tenant: str = "acme", **fields: Any) -> dict[str, Any]:
+    return {
+        "event_id": f"{sid}:{type_}:{fields.get('sender', '')}:{at}",
+        "type": type_,
+        "occurred_at": at,
+        "tenant": tenant,
+        "session_id": sid,
+        **fields,
+    }
+
+
+def opened(sid: str, at: str, tenant: str = "acme") -> list[dict[str, Any]]:
+    """A session started by a customer message at ``at``, nobody answering yet."""
+    return [
+        ev(sid, "session.started", at, tenant, channel="web"),
+        ev(sid, "message.sent", at, tenant, sender="customer"),
+    ]
+
+
+def of(facts: list[dict[str, Any]], sid: str, kind: str | None = None) -> list[dict[str, Any]]:
+    return [f for f in facts if f["subject_id"] == sid and (kind is None or f["kind"] == kind)]
+
+
+def us(text: str) -> int:
+    return parse_rfc3339(text)
+
+
+async def test_breach_detected_with_no_further_traffic(
+    live: tuple[LiveSetup, WorkerProcess],
+) -> None:
+    setup, _ = live
+    s = setup.settings
+    sid = session_id("breach")
+    await produce(s.broker, [chat(setup, e) for e in opened(sid, iso())])
+    # Nothing else is sent: only the worker's timer can notice the silence.
+    async with TopicReader(s.broker, [s.topic_breaches, s.topic_outcomes]) as reader:
+        await reader.wait_for(
+            lambda r: of(r.facts(s.topic_breaches), sid) and of(r.facts(s.topic_outcomes), sid),
+            timeout=20,
+            what="a breach on sla.breaches and sla.outcomes",
+        )
+        detected_wall = time.time()
+    [breach] = of(reader.facts(s.topic_breaches), sid)
+    assert breach["kind"] == "breach"
+    assert breach["metric"] == "first_response"
+    assert us(breach["deadline"]) - us(breach["started_at"]) == TARGET
+    assert us(breach["detected_at"]) > us(breach["deadline"])
+    # Detected promptly by the timer (tick 0.25 s), not whenever some later event came by.
+    assert us(breach["detected_at"]) - us(breach["deadline"]) < 3_000_000
+    assert detected_wall * 1e6 - us(breach["deadline"]) < 6_000_000
+    assert "responded_at" not in breach
+    assert breach["penalty"] == {"amount": 100.0, "currency": "CNY"}
+    assert of(reader.facts(s.topic_outcomes), sid)[0]["fact_id"] == breach["fact_id"]
+
+
+async def test_warning_before_the_deadline(live: tuple[LiveSetup, WorkerProcess]) -> None:
+    setup, _ = live
+    s = setup.settings
+    sid = session_id("warn")
+    at = iso()
+    await produce(s.broker, [chat(setup, e) for e in opened(sid, at)])
+    async with TopicReader(s.broker, [s.topic_warnings]) as reader:
+        await reader.wait_for(
+            lambda r: of(r.facts(s.topic_warnings), sid), timeout=15, what="a warning"
+        )
+    [warning] = of(reader.facts(s.topic_warnings), sid)
+    assert warning["kind"] == "warning"
+    assert warning["share"] == 0.5
+    detected = us(warning["detected_at"])
+    assert us(at) + TARGET // 2 < detected < us(warning["deadline"])
+
+
+async def test_response_in_time_is_met(live: tuple[LiveSetup, WorkerProcess]) -> None:
+    setup, _ = live
+    s = setup.settings
+    sid = session_id("met")
+    start = iso()
+    await produce(s.broker, [chat(setup, e) for e in opened(sid, start)])
+    await asyncio.sleep(1.0)
+    reply_at = iso()
+    await produce(s.broker, [chat(setup, ev(sid, "message.sent", reply_at, sender="agent"))])
+    async with TopicReader(s.broker, [s.topic_outcomes, s.topic_breaches]) as reader:
+        await reader.wait_for(
+            lambda r: of(r.facts(s.topic_outcomes), sid), timeout=15, what="a met"
+        )
+        # Past the deadline (and a few ticks): the timer must not breach an answered target.
+        while time.time() * 1e6 < us(start) + TARGET + 1_500_000:
+            await reader.poll()
+    [met] = of(reader.facts(s.topic_outcomes), sid)
+    assert met["kind"] == "met"
+    assert us(met["responded_at"]) == us(reply_at)
+    assert 0.9 < met["elapsed_seconds"] < TARGET / 1e6
+    assert of(reader.facts(s.topic_breaches), sid) == []
+
+
+async def test_late_response_retracts_the_breach(live: tuple[LiveSetup, WorkerProcess]) -> None:
+    setup, _ = live
+    s = setup.settings
+    sid = session_id("late")
+    start = iso()
+    await produce(s.broker, [chat(setup, e) for e in opened(sid, start)])
+    async with TopicReader(s.broker, [s.topic_breaches, s.topic_outcomes]) as reader:
+        await reader.wait_for(
+            lambda r: of(r.facts(s.topic_breaches), sid, "breach"), timeout=15, what="a breach"
+        )
+        # The agent did answer 2 s in, but the platform delivers the event only now.
+        reply_at = iso(2.0, base=_dt(start))
+        await produce(s.broker, [chat(setup, ev(sid, "message.sent", reply_at, sender="agent"))])
+        await reader.wait_for(
+            lambda r: (
+                of(r.facts(s.topic_breaches), sid, "retraction")
+                and of(r.facts(s.topic_outcomes), sid, "met")
+            ),
+            timeout=15,
+            what="a retraction and a met",
+        )
+    breach, retraction = of(reader.facts(s.topic_breaches), sid)
+    assert (breach["kind"], retraction["kind"]) == ("breach", "retraction")
+    assert retraction["sla_id"] == breach["sla_id"]
+    assert retraction["reason"]
+    assert us(retraction["responded_at"]) == us(reply_at)
+    [met] = of(reader.facts(s.topic_outcomes), sid, "met")
+    assert met["sla_id"] == breach["sla_id"]
+
+
+async def test_duplicates_are_harmless(live: tuple[LiveSetup, WorkerProcess]) -> None:
+    setup, _ = live
+    s = setup.settings
+    sid = session_id("dup")
+    events = opened(sid, iso())
+    # An at-least-once producer re-sends everything, some of it twice.
+    await produce(s.broker, [chat(setup, e) for e in events + events + events[:1]])
+    async with TopicReader(s.broker, [s.topic_warnings, s.topic_breaches]) as reader:
+        await reader.wait_for(
+            lambda r: of(r.facts(s.topic_breaches), sid), timeout=15, what="a breach"
+        )
+        await produce(s.broker, [chat(setup, e) for e in events])  # and once more, later
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline:
+            await reader.poll()
+    assert [f["kind"] for f in of(reader.facts(s.topic_warnings), sid)] == ["warning"]
+    assert [f["kind"] for f in of(reader.facts(s.topic_breaches), sid)] == ["breach"]
+
+
+async def test_bad_input_goes_to_the_dead_letter_topic(
+    live: tuple[LiveSetup, WorkerProcess],
+) -> None:
+    setup, _ = live
+    s = setup.settings
+    sid = session_id("dlq")
+    key = sid.encode()
+    good = opened(sid, iso())
+    naive = dict(good[0], event_id="naive", occurred_at=iso()[:23])
+    bad: list[tuple[str, bytes, bytes]] = [
+        (s.topic_chat, key, b"not json at all"),
+        (s.topic_chat, key, orjson.dumps({"event_id": "x", "type": "session.started"})),
+        (s.topic_chat, key, orjson.dumps(naive)),
+        (s.topic_chat, key, orjson.dumps(dict(good[0], event_id="u", type="session.exploded"))),
+        (s.topic_chat, key, orjson.dumps(dict(good[0], event_id="big", pad="x" * MAX_EVENT_BYTES))),
+        (s.topic_chat, key, orjson.dumps(dict(good[1], event_id="early"))),  # no session yet
+        (s.topic_tickets, key, orjson.dumps(dict(good[0], event_id="misrouted"))),
+        (s.topic_chat, b"another-key", orjson.dumps(dict(good[0], event_id="wrong-key"))),
+    ]
+    # The bad records come first, on the good session's partition: it must keep flowing.
+    await produce(s.broker, bad + [chat(setup, e) for e in good])
+    async with TopicReader(
+        s.broker, [s.topic_deadletter, s.topic_breaches, s.topic_chat, s.topic_tickets]
+    ) as reader:
+        await reader.wait_for(
+            lambda r: (
+                of(r.facts(s.topic_breaches), sid)
+                and len(_letters_for(r, s.topic_deadletter, bad)) == len(bad)
+            ),
+            timeout=20,
+            what="every bad record dead-lettered and the good session breached",
+        )
+    letters = _letters_for(reader, s.topic_deadletter, bad)
+    originals = {
+        (r.value, r.topic): r for t in (s.topic_chat, s.topic_tickets) for r in reader.records[t]
+    }
+    for letter in letters:
+        headers = {k: v.decode() for k, v in letter.headers}
+        assert headers["reason"]
+        original = originals[(letter.value, headers["topic"])]
+        assert letter.key == original.key
+        assert int(headers["partition"]) == original.partition
+        assert int(headers["offset"]) == original.offset
+    reasons = " | ".join(dict(x.headers)["reason"].decode() for x in letters)
+    for word in ("JSON", "occurred_at", "session.exploded", "no session.started", "key"):
+        assert word.lower() in reasons.lower(), (word, reasons)
+
+
+def _letters_for(reader: TopicReader, topic: str, bad: list[tuple[str, bytes, bytes]]) -> list[Any]:
+    values = {v for _, _, v in bad}
+    return [r for r in reader.records[topic] if r.value in values]
+
+
+async def test_finished_sessions_are_removed_after_retention(
+    live: tuple[LiveSetup, WorkerProcess],
+) -> None:
+    setup, _ = live
+    s = setup.settings
+    sid = session_id("gone")
+    start = iso()
+    events = [
+        *opened(sid, start, tenant="ephemeral"),  # policy test-chat-shortlived: retention 2 s
+        ev(sid, "message.sent", iso(0.5, _dt(start)), "ephemeral", sender="agent"),
+        ev(sid, "session.closed", iso(1.0, _dt(start)), "ephemeral"),
+    ]
+    await produce(s.broker, [chat(setup, e) for e in events])
+    key = f"c:{sid}".encode()
+    async with TopicReader(s.broker, [s.changelog_topic]) as reader:
+        await reader.wait_for(
+            lambda r: any(x.key == key and x.value is None for x in r.records[s.changelog_topic]),
+            timeout=20,
+            what="a tombstone for the finished session in the table's changelog",
+        )
+    writes = [x for x in reader.records[s.changelog_topic] if x.key == key]
+    assert writes[0].value is not None  # it was stored first...
+    assert writes[-1].value is None  # ...and deleted last
+
+
+def _dt(text: str) -> Any:
+    from datetime import datetime  # noqa: PLC0415
+
+    return datetime.fromisoformat(text)
