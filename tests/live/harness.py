@@ -210,7 +210,7 @@ class TopicReader:
         for topic in self.topics:
             parts = consumer.partitions_for_topic(topic)
             while not parts:
-                await consumer._client.force_metadata_update()  # noqa: SLF001 - test helper
+                await consumer._client.force_metadata_update()
                 parts = consumer.partitions_for_topic(topic)
             tps += [TopicPartition(topic, p) for p in parts]
         consumer.assign(tps)

@@ -161,7 +161,10 @@ async def test_two_workers_share_the_partitions(broker: Any, tmp_path: Path) -> 
             live = await wait_for_oracle(reader, setup, oracle, timeout=90)
         assert live == oracle, diff(live, oracle, reader)
         a, b = set(first.assigned()), set(second.assigned())
-        assert a and b and a.isdisjoint(b) and a | b == set(range(s.partitions)), (a, b)
+        assert a, (a, b)
+        assert b, (a, b)
+        assert a.isdisjoint(b), (a, b)
+        assert a | b == set(range(s.partitions)), (a, b)
     finally:
         second.stop()
         first.stop()

@@ -11,6 +11,7 @@ import asyncio
 import itertools
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -269,7 +270,5 @@ async def test_finished_sessions_are_removed_after_retention(
     assert writes[-1].value is None  # ...and deleted last
 
 
-def _dt(text: str) -> Any:
-    from datetime import datetime  # noqa: PLC0415
-
+def _dt(text: str) -> datetime:
     return datetime.fromisoformat(text)
