@@ -1,0 +1,103 @@
+"""Unit tests of the live worker's pure parts: the hybrid clock and the settings loader."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from monitor.errors import ConfigError
+from monitor.live.clock import PartitionClocks
+from monitor.live.config import Settings, load_settings
+from monitor.timeutil import Micros
+
+S = 1_000_000
+
+
+class FakeWall:
+    def __init__(self, now: int) -> None:
+        self.now = now
+
+    def __call__(self) -> Micros:
+        return Micros(self.now)
+
+
+def test_caught_up_partition_follows_the_wall_clock_with_no_traffic() -> None:
+    wall = FakeWall(100 * S)
+    clocks = PartitionClocks(Micros(5 * S), wall)
+    assert clocks.now(0, caught_up=True) == 100 * S
+    wall.now = 160 * S
+    assert clocks.now(0, caught_up=True) == 160 * S
+    assert clocks.mode(0) == "wall"
+
+
+def test_lagging_partition_uses_event_time_minus_grace() -> None:
+    wall = FakeWall(1_000 * S)  # an outage: the backlog is far behind the wall clock
+    clocks = PartitionClocks(Micros(5 * S), wall)
+    clocks.observe(3, 100 * S)
+    assert clocks.now(3, caught_up=False) == 95 * S
+    clocks.observe(3, 90 * S)  # out of order: event time does not go back
+    assert clocks.now(3, caught_up=False) == 95 * S
+    assert clocks.mode(3) == "event"
+
+
+def test_clock_never_moves_backwards_when_a_partition_falls_behind() -> None:
+    wall = FakeWall(500 * S)
+    clocks = PartitionClocks(Micros(5 * S), wall)
+    clocks.observe(1, 499 * S)
+    assert clocks.now(1, caught_up=True) == 500 * S
+    clocks.observe(1, 480 * S)
+    assert clocks.now(1, caught_up=False) == 500 * S
+
+
+def test_behind_with_no_event_read_proves_nothing() -> None:
+    clocks = PartitionClocks(Micros(5 * S), FakeWall(10 * S))
+    assert clocks.now(2, caught_up=False) == 0
+
+
+def test_event_time_ahead_of_the_wall_clock_still_drives_timers() -> None:
+    clocks = PartitionClocks(Micros(1 * S), FakeWall(10 * S))
+    clocks.observe(0, 60 * S)  # the demo's fast-forwarded traffic
+    assert clocks.now(0, caught_up=True) == 59 * S
+
+
+def test_forget_drops_a_revoked_partition() -> None:
+    clocks = PartitionClocks(Micros(0), FakeWall(10 * S))
+    clocks.observe(4, 50 * S)
+    clocks.now(4, caught_up=False)
+    clocks.forget([4])
+    assert clocks.peek(4) is None
+    assert clocks.now(4, caught_up=False) == 0
+
+
+def test_settings_precedence_file_env_overrides(tmp_path: Path) -> None:
+    path = tmp_path / "sla.toml"
+    path.write_text('broker = "file:9092"\npartitions = 3\ntopic_chat = "from-file"\n')
+    env = {"SLA_PARTITIONS": "6", "SLA_EVENT_TIME_GRACE": "2.5", "SLA_POLICIES": ""}
+    settings = load_settings(str(path), env, overrides={"broker": "cli:9092"})
+    assert settings.broker == "cli:9092"
+    assert settings.partitions == 6
+    assert settings.topic_chat == "from-file"
+    assert settings.event_time_grace == 2.5
+    assert settings.policies is None
+    assert settings.broker_url == "kafka://cli:9092"
+
+
+def test_settings_reject_typos_and_bad_values(tmp_path: Path) -> None:
+    path = tmp_path / "sla.toml"
+    path.write_text("partitons = 3\n")
+    with pytest.raises(ConfigError, match="partitons"):
+        load_settings(str(path), {})
+    with pytest.raises(ConfigError, match="SLA_PARTITIONS"):
+        load_settings(None, {"SLA_PARTITIONS": "many"})
+    with pytest.raises(ConfigError, match="processing_guarantee"):
+        Settings(processing_guarantee="at_most_once")
+    with pytest.raises(ConfigError, match="distinct"):
+        Settings(topic_breaches="same", topic_warnings="same")
+
+
+def test_copartitioned_topics_include_the_changelog() -> None:
+    settings = Settings(app_id="x")
+    assert settings.changelog_topic == "x-subjects-changelog"
+    assert settings.changelog_topic in settings.copartitioned_topics()
+    assert settings.topic_timeouts in settings.copartitioned_topics()
