@@ -14,7 +14,14 @@ ROOT = Path(__file__).resolve().parents[1]
 K8S = ROOT / "deploy" / "k8s"
 POLICIES = ROOT / "deploy" / "policies"
 RULES = ROOT / "deploy" / "prometheus" / "rules.yml"
-ENV_NAMES = {"SLA_BROKER_URL", "SLA_POLICY_PATH", "SLA_STORE", "SLA_METRICS_PORT", "SLA_PARTITIONS"}
+ENV_NAMES = {
+    "SLA_BROKER",
+    "SLA_POLICIES",
+    "SLA_STORE",
+    "SLA_DATA_DIR",
+    "SLA_METRICS_PORT",
+    "SLA_PARTITIONS",
+}
 
 Doc = dict[str, Any]
 
@@ -83,7 +90,12 @@ def test_worker_runs_sla_monitor_worker(worker: Doc, objects: dict[str, Doc]) ->
 def test_worker_settings_come_from_the_environment(worker: Doc) -> None:
     env = env_of(worker)
     assert env.keys() >= ENV_NAMES
-    assert urlparse(env["SLA_BROKER_URL"]).scheme == "kafka"
+    assert urlparse(env["SLA_BROKER"]).scheme == "kafka"
+    # Every variable is one the worker's settings actually read.
+    from monitor.live.config import ENV_PREFIX, Settings
+
+    known = {ENV_PREFIX + f.upper() for f in Settings.__dataclass_fields__}
+    assert {k for k in env if k.startswith(ENV_PREFIX)} <= known
 
 
 def test_metrics_port_is_exposed_and_scraped(worker: Doc, objects: dict[str, Doc]) -> None:
@@ -107,11 +119,12 @@ def test_metrics_port_is_exposed_and_scraped(worker: Doc, objects: dict[str, Doc
 def test_rocksdb_store_is_on_the_persistent_volume(worker: Doc, objects: dict[str, Doc]) -> None:
     spec = objects["StatefulSet"]["spec"]
     claims = {t["metadata"]["name"] for t in spec["volumeClaimTemplates"]}
-    store = urlparse(env_of(worker)["SLA_STORE"])
-    assert store.scheme == "rocksdb"
+    env = env_of(worker)
+    assert urlparse(env["SLA_STORE"]).scheme == "rocksdb"
+    data_dir = env["SLA_DATA_DIR"]
     mounts = [m for m in worker["volumeMounts"] if m["name"] in claims]
-    assert any(Path(store.path).is_relative_to(m["mountPath"]) for m in mounts), (
-        f"SLA_STORE {store.path} is not on a volume claim ({claims})"
+    assert any(Path(data_dir).is_relative_to(m["mountPath"]) for m in mounts), (
+        f"SLA_DATA_DIR {data_dir} is not on a volume claim ({claims})"
     )
 
 
@@ -124,7 +137,7 @@ def test_policies_are_mounted_from_the_generated_configmap(
         v["name"] for v in volumes if v.get("configMap", {}).get("name") == generator["name"]
     }
     mounts = {m["mountPath"] for m in worker["volumeMounts"] if m["name"] in from_map}
-    assert env_of(worker)["SLA_POLICY_PATH"] in mounts
+    assert env_of(worker)["SLA_POLICIES"] in mounts
 
 
 def test_selectors_match_the_pods(objects: dict[str, Doc]) -> None:
