@@ -77,15 +77,15 @@ class SlaEngine:
                 else "ticket.created"
             )
             raise RejectedEvent(f"{event.type} for {event.subject_id!r}, but no {noun} was seen")
-        run = _Run(self, event, now)
-        new_state = handler(run, state)
+        run = _Run(self, now)
+        new_state = handler(run, event, state)
         new_state.remember(digest)
         new_state.last_event_at = max(new_state.last_event_at, event.occurred_at)
         return Step(new_state, run.out)
 
     def advance(self, state: SubjectState, now: int) -> Step:
         """Fires every warning and breach of ``state`` whose instant ``now`` has passed."""
-        run = _Run(self, None, now)
+        run = _Run(self, now)
         run.policy = self.policies.named(state.policy)
         for clock in state.clocks:
             run.fire_due(state, clock)
@@ -104,9 +104,8 @@ class SlaEngine:
 class _Run:
     """One engine call: the policy in force, the clock, and the facts produced so far."""
 
-    def __init__(self, engine: SlaEngine, event: Event | None, now: int) -> None:
+    def __init__(self, engine: SlaEngine, now: int) -> None:
         self.engine = engine
-        self.event = event
         self.now = now
         self.out: list[SlaEvent] = []
         self.policy: Policy
@@ -334,9 +333,7 @@ def _existing(run: _Run, state: SubjectState | None) -> SubjectState:
     return state
 
 
-def _session_started(run: _Run, state: SubjectState | None) -> SubjectState:
-    event = run.event
-    assert event is not None
+def _session_started(run: _Run, event: Event, state: SubjectState | None) -> SubjectState:
     if state is not None:
         raise RejectedEvent(f"session {event.subject_id!r} was already started")
     state = _new_state(run, event, event.priority or "normal")
@@ -345,9 +342,7 @@ def _session_started(run: _Run, state: SubjectState | None) -> SubjectState:
     return state
 
 
-def _message_sent(run: _Run, state: SubjectState | None) -> SubjectState:
-    event = run.event
-    assert event is not None
+def _message_sent(run: _Run, event: Event, state: SubjectState | None) -> SubjectState:
     state = _existing(run, state)
     if event.actor is Actor.AGENT:  # 002 2.3: bot replies and system notices never count
         run.respond(state, event.occurred_at, "agent")
@@ -356,9 +351,7 @@ def _message_sent(run: _Run, state: SubjectState | None) -> SubjectState:
     return state
 
 
-def _session_closed(run: _Run, state: SubjectState | None) -> SubjectState:
-    event = run.event
-    assert event is not None
+def _session_closed(run: _Run, event: Event, state: SubjectState | None) -> SubjectState:
     state = _existing(run, state)
     if state.finished_at is None:
         state.status = "closed"
@@ -366,9 +359,7 @@ def _session_closed(run: _Run, state: SubjectState | None) -> SubjectState:
     return state
 
 
-def _ticket_created(run: _Run, state: SubjectState | None) -> SubjectState:
-    event = run.event
-    assert event is not None
+def _ticket_created(run: _Run, event: Event, state: SubjectState | None) -> SubjectState:
     if state is not None:
         raise RejectedEvent(f"ticket {event.subject_id!r} was already created")
     state = _new_state(run, event, event.priority or "P4")
@@ -383,9 +374,7 @@ def _start_ticket_clocks(run: _Run, state: SubjectState, at: int) -> None:
     run.start_clock(state, Metric.RESOLUTION, 0, at)
 
 
-def _ticket_transferred(run: _Run, state: SubjectState | None) -> SubjectState:
-    event = run.event
-    assert event is not None
+def _ticket_transferred(run: _Run, event: Event, state: SubjectState | None) -> SubjectState:
     state = _existing(run, state)
     state.channel = event.channel
     if event.designated and state.clock_start is None and state.finished_at is None:
@@ -393,9 +382,7 @@ def _ticket_transferred(run: _Run, state: SubjectState | None) -> SubjectState:
     return state
 
 
-def _ticket_comment(run: _Run, state: SubjectState | None) -> SubjectState:
-    event = run.event
-    assert event is not None
+def _ticket_comment(run: _Run, event: Event, state: SubjectState | None) -> SubjectState:
     state = _existing(run, state)
     at = event.occurred_at
     if not event.public or state.clock_start is None:
@@ -414,9 +401,7 @@ def _ticket_comment(run: _Run, state: SubjectState | None) -> SubjectState:
     return state
 
 
-def _ticket_priority_changed(run: _Run, state: SubjectState | None) -> SubjectState:
-    event = run.event
-    assert event is not None
+def _ticket_priority_changed(run: _Run, event: Event, state: SubjectState | None) -> SubjectState:
     state = _existing(run, state)
     if event.priority == state.priority:
         return state
@@ -426,9 +411,7 @@ def _ticket_priority_changed(run: _Run, state: SubjectState | None) -> SubjectSt
     return state
 
 
-def _ticket_status_changed(run: _Run, state: SubjectState | None) -> SubjectState:
-    event = run.event
-    assert event is not None
+def _ticket_status_changed(run: _Run, event: Event, state: SubjectState | None) -> SubjectState:
     assert event.status is not None
     state = _existing(run, state)
     at, status = event.occurred_at, event.status
@@ -447,7 +430,8 @@ def _ticket_status_changed(run: _Run, state: SubjectState | None) -> SubjectStat
     return state
 
 
-_HANDLERS: dict[EventType, Callable[[_Run, SubjectState | None], SubjectState]] = {
+_Handler = Callable[[_Run, Event, SubjectState | None], SubjectState]
+_HANDLERS: dict[EventType, _Handler] = {
     EventType.SESSION_STARTED: _session_started,
     EventType.MESSAGE_SENT: _message_sent,
     EventType.SESSION_CLOSED: _session_closed,
