@@ -33,6 +33,8 @@ Faust's Kafka-transactions mode (real Kafka only; see :mod:`monitor.live.broker`
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -357,6 +359,8 @@ class SlaWorker:
             return
         for partition in sorted(self.active):
             caught_up = await self._is_caught_up(partition)
+            if caught_up != self.caught_up.get(partition):
+                log.info("partition %d: %s", partition, "caught up" if caught_up else "behind")
             self.caught_up[partition] = caught_up
             now = self.clocks.now(partition, caught_up=caught_up)
             self.metrics.set_clock_mode(partition, self.clocks.mode(partition))
@@ -435,6 +439,7 @@ class SlaWorker:
 
     async def _on_rebalance_complete(self, sender: Any, **_: Any) -> None:
         """After recovery: rebuild the deadline index from the assigned partitions' records."""
+        _make_flush_drain(self.app)
         assigned = self._input_partitions(self.app.consumer.assignment())
         for partition in set(self.index) - assigned:
             self.index.pop(partition, None)
@@ -488,3 +493,28 @@ class SlaWorker:
         if index is None:
             index = self.index[partition] = DeadlineIndex()
         return index
+
+
+def _make_flush_drain(app: Any) -> None:
+    """Makes this app's producer flush wait until its buffer is really empty.
+
+    Faust commits input offsets after ``producer.flush()``, which is what makes a table write
+    durable before the event that caused it is committed. But faust 0.15.3's
+    ``ProducerBuffer.flush`` gives up after 0.1 s without a message sent, *with messages
+    still buffered*, and the commit goes ahead: a SIGKILL then loses table writes (changelog
+    records) for committed events, and the subject is gone after restart (found by
+    tests/live/test_recovery.py). Table writes use that buffer (``send_soon``). Replaced on
+    this app's buffer only; idempotent.
+    """
+    buffer = app.producer.buffer
+    if getattr(buffer, "_sla_drains", False):
+        return
+
+    async def flush() -> None:
+        while buffer.size and buffer.state == "running":
+            buffer.message_sent.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(buffer.message_sent.wait(), timeout=0.1)
+
+    buffer.flush = flush
+    buffer._sla_drains = True
