@@ -107,10 +107,13 @@ async def wait_for_split(a: WorkerProcess, b: WorkerProcess, partitions: int) ->
 
 
 ROCKSDB_SIGKILL = (
-    "intermittent (about 1 run in 3, 2026-11): after a SIGKILL with the RocksDB store the "
-    "restarted worker sometimes resumes after input records whose table writes never reached "
-    "the changelog (the session is then unknown and later events are dead-lettered); not "
-    "seen with the memory store since the producer-flush fix in monitor.live.app. Open."
+    "intermittent (about 1 run in 3 on the embedded Tansu broker, 2026-11): after a SIGKILL "
+    "the RocksDB worker restarts *past* input it never processed. Evidence from a failing run: "
+    "the killed worker's RocksDB (copied at the kill) holds no record of a session whose "
+    "session.started sits at offset 85, the changelog has none either, and the restarted "
+    "worker's first input on every partition is offset ~93, so input offsets were committed "
+    "ahead of processing. Suspect: faust 0.15.3 acks (hence commits) messages its stream skips "
+    "for a generation-id mismatch or inactive flow control (Stream._py_aiter). Open."
 )
 
 
