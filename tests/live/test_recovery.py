@@ -111,9 +111,10 @@ ROCKSDB_SIGKILL = (
     "the RocksDB worker restarts *past* input it never processed. Evidence from a failing run: "
     "the killed worker's RocksDB (copied at the kill) holds no record of a session whose "
     "session.started sits at offset 85, the changelog has none either, and the restarted "
-    "worker's first input on every partition is offset ~93, so input offsets were committed "
-    "ahead of processing. Suspect: faust 0.15.3 acks (hence commits) messages its stream skips "
-    "for a generation-id mismatch or inactive flow control (Stream._py_aiter). Open."
+    "worker's first input on every partition is offset ~93: input offsets were committed "
+    "ahead of the records stored for them. Not Faust's skip-and-ack of stale-generation "
+    "messages (a DEVLOG=1 run logged no skips); not RocksDB durability (puts survive a "
+    "SIGKILL in isolation). Open."
 )
 
 
