@@ -22,6 +22,7 @@ import orjson
 from monitor import __version__
 from monitor.errors import InvalidEvent, SlaMonitorError
 from monitor.events import Event
+from monitor.replay import ReplayStats
 from monitor.timeutil import parse_rfc3339
 
 Command = Callable[[argparse.Namespace], int]
@@ -123,7 +124,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
-def _read_events(stream: IO[bytes], stats: object, *, show_progress: bool) -> Iterator[Event]:
+def _read_events(stream: IO[bytes], stats: ReplayStats, *, show_progress: bool) -> Iterator[Event]:
     from monitor.validation import parse_event  # noqa: PLC0415
 
     lines: Iterator[bytes] = iter(stream)
@@ -137,7 +138,7 @@ def _read_events(stream: IO[bytes], stats: object, *, show_progress: bool) -> It
         try:
             yield parse_event(line)
         except InvalidEvent as exc:
-            stats.invalid += 1  # type: ignore[attr-defined]
+            stats.invalid += 1
             print(f"invalid event on line {number}: {exc}", file=sys.stderr)
 
 
