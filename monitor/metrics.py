@@ -255,6 +255,14 @@ class SlaMetrics:
             ["topic", "reason"],
             registry=reg,
         )
+        self.input_skipped = Counter(
+            "sla_input_skipped_offsets_total",
+            "Offsets between two consecutive input records of a partition that the worker never "
+            "saw. Transaction markers of transactional producers count here; anything else "
+            "is input lost before processing (alert on it when producers are not transactional).",
+            ["topic"],
+            registry=reg,
+        )
         self.open_timers = Gauge(
             "sla_open_timers",
             "SLA targets with a pending deadline in this worker.",
@@ -274,8 +282,8 @@ class SlaMetrics:
         )
         self.clock_mode = Gauge(
             "sla_clock_mode",
-            "The clock a partition's timers follow: 1 for the active mode, 0 for the other.",
-            ["partition", "mode"],
+            "The clock an input partition's timers follow: 1 for the active mode, 0 for the other.",
+            ["topic", "partition", "mode"],
             registry=reg,
         )
 
@@ -348,6 +356,11 @@ class SlaMetrics:
         self.input_invalid.labels(topic=topic, reason=reason_code(reason)).inc()
         self.input_messages.inc()
 
+    def offsets_skipped(self, topic: str, count: int) -> None:
+        """Counts ``count`` offsets of ``topic`` that arrived at the worker as a hole between two
+        consecutive records of a partition (see ``sla_input_skipped_offsets_total``)."""
+        self.input_skipped.labels(topic=topic).inc(count)
+
     # -- worker state (the worker's timer loop and consumer call these) ----------------------
 
     def set_open_timers(self, n: int) -> None:
@@ -364,13 +377,14 @@ class SlaMetrics:
         self._lag_topics.add(topic)
         self.partition_lag.labels(topic=topic, partition=str(partition)).set(max(lag, 0))
 
-    def set_clock_mode(self, partition: int, mode: str) -> None:
-        """Records which clock drives a partition's timers: ``"wall"`` when caught up,
-        ``"event"`` while catching up on a backlog. Any other mode is a bug: ValueError."""
+    def set_clock_mode(self, topic: str, partition: int, mode: str) -> None:
+        """Records which clock drives the timers of an input partition: ``"wall"`` when caught
+        up, ``"event"`` while catching up on a backlog. Any other mode is a bug: ValueError."""
         if mode not in CLOCK_MODES:
             raise ValueError(f"clock mode must be one of {CLOCK_MODES}, not {mode!r}")
+        self._lag_topics.add(topic)
         for each in CLOCK_MODES:
-            self.clock_mode.labels(partition=str(partition), mode=each).set(
+            self.clock_mode.labels(topic=topic, partition=str(partition), mode=each).set(
                 1 if each == mode else 0
             )
 
@@ -379,10 +393,10 @@ class SlaMetrics:
         both report it after a rebalance. Called by the worker on partition revocation."""
         label = str(partition)
         # remove() of a label set that was never created is a no-op.
-        for mode in CLOCK_MODES:
-            self.clock_mode.remove(label, mode)
         for topic in list(self._lag_topics):
             self.partition_lag.remove(topic, label)
+            for mode in CLOCK_MODES:
+                self.clock_mode.remove(topic, label, mode)
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -390,6 +404,7 @@ class SlaMetrics:
         # Zero-valued series for every reason, so the first dead letter is a visible increase.
         for code in REASON_CODES:
             self.input_invalid.labels(topic=topic, reason=code)
+        self.input_skipped.labels(topic=topic)
         self._known_topics.add(topic)
 
     def _init_outcomes(self, metric: str, tenant: str) -> None:

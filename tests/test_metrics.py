@@ -319,28 +319,31 @@ def test_detection_delay(m: SlaMetrics, registry: CollectorRegistry) -> None:
 
 
 def test_clock_mode_marks_the_active_mode(m: SlaMetrics, registry: CollectorRegistry) -> None:
-    m.set_clock_mode(0, "event")
-    m.set_clock_mode(0, "wall")
+    m.set_clock_mode("cs.events", 0, "event")
+    m.set_clock_mode("cs.events", 0, "wall")
+    m.set_clock_mode("cs.tickets", 0, "event")
 
-    def mode(name: str) -> float | None:
-        return registry.get_sample_value("sla_clock_mode", {"partition": "0", "mode": name})
+    def mode(topic: str, name: str) -> float | None:
+        labels = {"topic": topic, "partition": "0", "mode": name}
+        return registry.get_sample_value("sla_clock_mode", labels)
 
-    assert mode("wall") == 1
-    assert mode("event") == 0
+    assert mode("cs.events", "wall") == 1
+    assert mode("cs.events", "event") == 0
+    assert mode("cs.tickets", "event") == 1  # each input topic's partition has its own clock
     with pytest.raises(ValueError, match="clock mode"):
-        m.set_clock_mode(0, "working")
+        m.set_clock_mode("cs.events", 0, "working")
 
 
 def test_forget_partition_drops_its_series(m: SlaMetrics, registry: CollectorRegistry) -> None:
     m.set_partition_lag("cs.events", 1, 5)
     m.set_partition_lag("cs.events", 2, 7)
-    m.set_clock_mode(1, "wall")
+    m.set_clock_mode("cs.events", 1, "wall")
     m.forget_partition(1)
     m.forget_partition(9)  # never assigned: nothing to do
 
     gone = {"topic": "cs.events", "partition": "1"}
     assert registry.get_sample_value("sla_partition_lag_messages", gone) is None
-    assert registry.get_sample_value("sla_clock_mode", {"partition": "1", "mode": "wall"}) is None
+    assert registry.get_sample_value("sla_clock_mode", {**gone, "mode": "wall"}) is None
     kept = {"topic": "cs.events", "partition": "2"}
     assert registry.get_sample_value("sla_partition_lag_messages", kept) == 7
 
@@ -387,7 +390,7 @@ def exercised(registry: CollectorRegistry) -> SlaMetrics:
     m.set_open_timers(1)
     m.observe_detection_delay(0.1)
     m.set_partition_lag("cs.events", 0, 1)
-    m.set_clock_mode(0, "wall")
+    m.set_clock_mode("cs.events", 0, "wall")
     return m
 
 

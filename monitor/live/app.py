@@ -21,20 +21,22 @@ deadline index and the clocks. Faust then calls, on its own event loop:
   from the records of the actively assigned partitions; revoked partitions' keys are dropped
   in :meth:`SlaWorker._on_revoked`.
 
-The deadline index is a :class:`monitor.engine.DeadlineIndex` per partition (``group`` =
-partition), because each partition has its own clock (:mod:`monitor.live.clock`): a lagging
-partition must not pop keys a caught-up one would, nor the reverse.
+The deadline index is a :class:`monitor.engine.DeadlineIndex` per input partition (topic and
+partition: a "lane"), because each has its own clock (:mod:`monitor.live.clock`): a lagging
+partition must not pop keys a caught-up one would, nor the reverse, and a ticket backlog must
+not advance the chat timers beside it.
 
 Delivery is at-least-once by default: Faust flushes the producer (outputs, dead letters,
 changelog) before it commits input offsets, so a crash repeats work but loses none, and the
-deterministic ``sla_id``/``fact_id`` make repeats harmless downstream. ``exactly_once`` maps to
-Faust's Kafka-transactions mode (real Kafka only; see :mod:`monitor.live.broker`).
+deterministic ``sla_id``/``fact_id`` make repeats harmless downstream. That holds only with
+the fixes in :mod:`monitor.live.faust_fixes` (three places where Faust 0.15.3 skips or commits
+past input after a restart); :meth:`SlaWorker._advance` counts any hole that still reaches the
+agent (``sla_input_skipped_offsets_total``). ``exactly_once`` maps to Faust's
+Kafka-transactions mode (real Kafka only; see :mod:`monitor.live.broker`).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -44,8 +46,10 @@ import orjson
 from faust.types import TP
 
 from monitor.engine import DeadlineIndex, SlaEngine, SubjectState
+from monitor.engine.state import state_key
 from monitor.errors import CalendarError, InvalidEvent, RejectedEvent
 from monitor.events import Event, SubjectType
+from monitor.live import faust_fixes
 from monitor.live.clock import PartitionClocks, wall_clock
 from monitor.live.config import Settings
 from monitor.metrics import SlaMetrics
@@ -151,11 +155,13 @@ class SlaWorker:
         self.metrics = metrics
         self.wall = wall
         self.on_fact = on_fact
-        self.clocks = PartitionClocks(seconds(settings.event_time_grace), wall)
-        self.index: dict[int, DeadlineIndex] = {}
-        self.active: set[int] = set()  # partitions whose index is built (after recovery)
+        # Clocks, deadline indexes and lag are per input partition (topic and partition): see
+        # monitor.live.clock for why chat and tickets of one partition number keep apart.
+        self.clocks: PartitionClocks[TP] = PartitionClocks(seconds(settings.event_time_grace), wall)
+        self.index: dict[TP, DeadlineIndex] = {}
+        self.active: set[TP] = set()  # input partitions whose index is built (after recovery)
         self.ready = False  # false from a revocation until the next rebalance completes
-        self.caught_up: dict[int, bool] = {}
+        self.caught_up: dict[TP, bool] = {}
         self.processed: dict[TP, int] = {}  # last input offset handled, per input partition
         # The memory store does not remember which partition a live-written key belongs to;
         # we do, so the index rebuild and the sweep can go partition by partition.
@@ -204,6 +210,7 @@ class SlaWorker:
         app.timer(settings.retention_interval, name=f"{settings.app_id}.sweep")(self._sweep)
         app.on_partitions_revoked.connect(self._on_revoked, weak=False)
         app.on_rebalance_complete.connect(self._on_rebalance_complete, weak=False)
+        faust_fixes.apply(app)
 
     # -- the agent: every input event and timer firing, in partition order -----------------
 
@@ -222,7 +229,21 @@ class SlaWorker:
                 if message.topic != self.settings.topic_timeouts:
                     await self._dead_letter(message, f"internal error: {exc!r}")
             if message.topic != self.settings.topic_timeouts:
-                self.processed[TP(message.topic, message.partition)] = message.offset
+                self._advance(TP(message.topic, message.partition), message.offset)
+
+    def _advance(self, tp: TP, offset: int) -> None:
+        """Records ``offset`` as handled, and reports a hole since the previous record: input
+        the consumer skipped (see :mod:`monitor.live.faust_fixes` for how that happened)."""
+        previous = self.processed.get(tp)
+        if previous is not None and offset > previous + 1:
+            skipped = offset - previous - 1
+            self.metrics.offsets_skipped(tp.topic, skipped)
+            log.warning(
+                "input offsets %s[%s] %d..%d never reached the worker (%d skipped: "
+                "transaction markers, or lost input)",
+                tp.topic, tp.partition, previous + 1, offset - 1, skipped,
+            )  # fmt: skip
+        self.processed[tp] = offset
 
     async def _on_input(self, message: Any) -> None:
         self.stats["events"] += 1
@@ -239,9 +260,9 @@ class SlaWorker:
         if problem is not None:
             await self._dead_letter(message, problem)
             return
-        partition: int = message.partition
-        self.clocks.observe(partition, event.occurred_at)
-        now = self.clocks.now(partition, caught_up=self.caught_up.get(partition, False))
+        lane = TP(message.topic, message.partition)
+        self.clocks.observe(lane, event.occurred_at)
+        now = self.clocks.now(lane, caught_up=self.caught_up.get(lane, False))
         key = self.engine.state_key(event).encode()
         stored = self.table.get(key)
         state = SubjectState.from_bytes(stored) if stored is not None else None
@@ -260,7 +281,7 @@ class SlaWorker:
             return
         # Outputs first, acknowledged, then the record: see _emit for why.
         await self._emit(facts + step.events, from_timer=False)
-        self._store(key, step.state, partition)
+        self._store(key, step.state, lane)
 
     def _misrouted(self, event: Event, message: Any) -> str | None:
         """Reasons an otherwise valid event cannot be processed where it arrived: a subject's
@@ -279,30 +300,37 @@ class SlaWorker:
         """A timer firing (or a retention check) for ``key``: re-check the stored record."""
         self.stats["timeouts"] += 1
         now = Micros(int(value))
+        lane = self._lane(key, partition)
         stored = self.table.get(key)
         if stored is None:
-            self._index(partition).schedule(key.decode(), None)
+            self._index(lane).schedule(key.decode(), None)
             return
         state = SubjectState.from_bytes(stored)
         step = self.engine.advance(state, now)
         await self._emit(step.events, from_timer=True)
         if self.engine.is_expired(state, now):
-            self._store(key, None, partition)
+            self._store(key, None, lane)
         elif step.events:
-            self._store(key, state, partition)
+            self._store(key, state, lane)
         else:
-            self._index(partition).schedule(key.decode(), state.next_due, partition)
+            self._index(lane).schedule(key.decode(), state.next_due)
 
-    def _store(self, key: bytes, state: SubjectState | None, partition: int) -> None:
+    def _lane(self, key: bytes, partition: int) -> TP:
+        """The input partition a subject's events arrive on: its topic (from the key's subject
+        type prefix, see :func:`monitor.engine.state.state_key`) and ``partition``."""
+        chat = key.startswith(state_key(SubjectType.CHAT_SESSION, "").encode())
+        return TP(self.settings.topic_chat if chat else self.settings.topic_tickets, partition)
+
+    def _store(self, key: bytes, state: SubjectState | None, lane: TP) -> None:
         if state is None:
             if key in self.table:
                 del self.table[key]
             self.key_partition.pop(key, None)
-            self._index(partition).schedule(key.decode(), None)
+            self._index(lane).schedule(key.decode(), None)
         else:
             self.table[key] = state.to_bytes()
-            self.key_partition[key] = partition
-            self._index(partition).schedule(key.decode(), state.next_due, partition)
+            self.key_partition[key] = lane.partition
+            self._index(lane).schedule(key.decode(), state.next_due)
         self.metrics.set_open_timers(sum(len(i) for i in self.index.values()))
 
     async def _emit(self, facts: list[SlaEvent], *, from_timer: bool) -> None:
@@ -357,106 +385,105 @@ class SlaWorker:
         """Publishes a timer firing for every key whose deadline its partition's clock passed."""
         if self._busy():
             return
-        for partition in sorted(self.active):
-            caught_up = await self._is_caught_up(partition)
-            if caught_up != self.caught_up.get(partition):
-                log.info("partition %d: %s", partition, "caught up" if caught_up else "behind")
-            self.caught_up[partition] = caught_up
-            now = self.clocks.now(partition, caught_up=caught_up)
-            self.metrics.set_clock_mode(partition, self.clocks.mode(partition))
+        for lane in sorted(self.active):
+            caught_up = self._is_caught_up(lane)
+            if caught_up != self.caught_up.get(lane):
+                state = "caught up" if caught_up else "behind"
+                log.info("partition %s[%d]: %s", lane.topic, lane.partition, state)
+            self.caught_up[lane] = caught_up
+            now = self.clocks.now(lane, caught_up=caught_up)
+            self.metrics.set_clock_mode(lane.topic, lane.partition, self.clocks.mode(lane))
             if now <= 0:
                 continue  # behind, and no event read yet: nothing proves time has moved
-            index = self.index.get(partition)
+            index = self.index.get(lane)
             if index is None:
                 continue
             for key in index.pop_due(now):
                 await self.timeouts.send(
-                    key=key.encode(), value=str(now).encode(), partition=partition
+                    key=key.encode(), value=str(now).encode(), partition=lane.partition
                 )
             if self._busy():  # a rebalance began while we were sending: stop here
                 return
 
-    async def _is_caught_up(self, partition: int) -> bool:
-        """True when every input topic's partition has nothing left to read (lag 0), by the
-        fetch high watermark (exact on Kafka and on Tansu, unlike ListOffsets there)."""
+    def _is_caught_up(self, tp: TP) -> bool:
+        """True when the input partition has nothing left to read (lag 0), by the fetch high
+        watermark (exact on Kafka and on Tansu, unlike ListOffsets there)."""
         consumer = self.app.consumer
+        try:
+            highwater = consumer.highwater(tp)
+        except Exception:  # not (yet) assigned or fetched
+            highwater = None
+        if highwater is None:
+            return False
         committed = getattr(consumer, "_committed_offset", {})
-        caught_up = True
-        for topic in self.settings.input_topics:
-            tp = TP(topic, partition)
-            try:
-                highwater = consumer.highwater(tp)
-            except Exception:  # not (yet) assigned or fetched
-                highwater = None
-            if highwater is None:
-                caught_up = False
-                continue
-            done = self.processed.get(tp)
-            if done is not None:
-                position = done + 1
-            elif committed.get(tp) is not None:
-                position = committed[tp]
-            else:
-                # A new group that has handled nothing yet: the fetch position runs ahead of
-                # processing (prefetched records), so only an empty partition is caught up.
-                # Anything else waits for its first processed record, which sets `processed`.
-                position = 0
-            lag = max(highwater - position, 0)
-            self.metrics.set_partition_lag(topic, partition, lag)
-            caught_up = caught_up and lag == 0
-        return caught_up
+        done = self.processed.get(tp)
+        if done is not None:
+            position = done + 1
+        elif committed.get(tp) is not None:
+            position = committed[tp]
+        else:
+            # A new group that has handled nothing yet: the fetch position runs ahead of
+            # processing (prefetched records), so only an empty partition is caught up.
+            # Anything else waits for its first processed record, which sets `processed`.
+            position = 0
+        lag: int = max(highwater - position, 0)
+        self.metrics.set_partition_lag(tp.topic, tp.partition, lag)
+        return lag == 0
 
     async def _sweep(self) -> None:
         """Sends a retention check for every finished subject past its retention."""
         if self._busy():
             return
-        for partition in sorted(self.active):
-            now = self.clocks.peek(partition)
+        for lane in sorted(self.active):
+            now = self.clocks.peek(lane)
             if now is None or now <= 0:
                 continue
-            for key, value, _ in self._items({partition}):
+            for key, value, partition in self._items({lane.partition}):
+                if self._lane(key, partition) != lane:
+                    continue
                 if self.engine.is_expired(SubjectState.from_bytes(value), now):
                     await self.timeouts.send(key=key, value=str(now).encode(), partition=partition)
 
     # -- rebalancing ----------------------------------------------------------------------
 
-    def _input_partitions(self, tps: Iterable[TP]) -> set[int]:
+    def _input_partitions(self, tps: Iterable[TP]) -> set[TP]:
         inputs = set(self.settings.input_topics)
-        return {tp.partition for tp in tps if tp.topic in inputs}
+        return {TP(tp.topic, tp.partition) for tp in tps if tp.topic in inputs}
 
     async def _on_revoked(self, sender: Any, revoked: Iterable[TP], **_: Any) -> None:
         """Stops the timers and forgets revoked partitions (their new owner rebuilds them)."""
         self.ready = False
         gone = self._input_partitions(revoked)
-        for partition in gone:
-            self.index.pop(partition, None)
-            self.active.discard(partition)
-            self.caught_up.pop(partition, None)
-            self.metrics.forget_partition(partition)
+        for lane in gone:
+            self.index.pop(lane, None)
+            self.active.discard(lane)
+            self.caught_up.pop(lane, None)
+            self.processed.pop(lane, None)
+            self.metrics.forget_partition(lane.partition)
         self.clocks.forget(gone)
-        for tp in [tp for tp in self.processed if tp.partition in gone]:
-            del self.processed[tp]
 
     async def _on_rebalance_complete(self, sender: Any, **_: Any) -> None:
         """After recovery: rebuild the deadline index from the assigned partitions' records."""
-        _make_flush_drain(self.app)
+        faust_fixes.drain_on_flush(self.app)
         assigned = self._input_partitions(self.app.consumer.assignment())
-        for partition in set(self.index) - assigned:
-            self.index.pop(partition, None)
-        self.clocks.forget(set(self.clocks.partitions()) - assigned)
-        fresh = {p: DeadlineIndex() for p in assigned}
+        for lane in set(self.index) - assigned:
+            self.index.pop(lane, None)
+        self.clocks.forget(self.clocks.partitions() - assigned)
+        fresh = {lane: DeadlineIndex() for lane in assigned}
+        numbers = {lane.partition for lane in assigned}
         count = 0
-        for key, value, partition in self._items(assigned):
+        for key, value, partition in self._items(numbers):
             due = SubjectState.from_bytes(value).next_due
-            if due is not None:
-                fresh[partition].schedule(key.decode(), due, partition)
+            lane = self._lane(key, partition)
+            if due is not None and lane in fresh:
+                fresh[lane].schedule(key.decode(), due)
                 count += 1
         self.index = fresh
         self.active = assigned
-        self._forget_unassigned_memory_keys(assigned)
+        self._forget_unassigned_memory_keys(numbers)
         self.metrics.set_open_timers(count)
         self.ready = True
-        log.info("deadline index rebuilt: %d pending over partitions %s", count, sorted(assigned))
+        log.info("deadline index rebuilt: %d pending over partitions %s", count, sorted(numbers))
 
     def _items(self, partitions: set[int]) -> Iterator[tuple[bytes, bytes, int]]:
         """``(key, record, partition)`` of the table's records on ``partitions``."""
@@ -488,33 +515,8 @@ class SlaWorker:
                 store.data.pop(key, None)
                 self.key_partition.pop(key, None)
 
-    def _index(self, partition: int) -> DeadlineIndex:
-        index = self.index.get(partition)
+    def _index(self, lane: TP) -> DeadlineIndex:
+        index = self.index.get(lane)
         if index is None:
-            index = self.index[partition] = DeadlineIndex()
+            index = self.index[lane] = DeadlineIndex()
         return index
-
-
-def _make_flush_drain(app: Any) -> None:
-    """Makes this app's producer flush wait until its buffer is really empty.
-
-    Faust commits input offsets after ``producer.flush()``, which is what makes a table write
-    durable before the event that caused it is committed. But faust 0.15.3's
-    ``ProducerBuffer.flush`` gives up after 0.1 s without a message sent, *with messages
-    still buffered*, and the commit goes ahead: a SIGKILL then loses table writes (changelog
-    records) for committed events, and the subject is gone after restart (found by
-    tests/live/test_recovery.py). Table writes use that buffer (``send_soon``). Replaced on
-    this app's buffer only; idempotent.
-    """
-    buffer = app.producer.buffer
-    if getattr(buffer, "_sla_drains", False):
-        return
-
-    async def flush() -> None:
-        while buffer.size and buffer.state == "running":
-            buffer.message_sent.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(buffer.message_sent.wait(), timeout=0.1)
-
-    buffer.flush = flush
-    buffer._sla_drains = True

@@ -5,6 +5,13 @@ event's ``occurred_at`` and :meth:`PartitionClocks.now` before applying it; the 
 calls :meth:`PartitionClocks.now` for each assigned partition with whether that partition is
 caught up (its consumer lag is zero), and :meth:`forget` when partitions are revoked.
 
+"Partition" means one partition of one input topic (the worker keys clocks by topic and
+partition). Chat and ticket events of the same partition number arrive in fetch batches, not
+in time order between the two topics: a ticket batch can run hours ahead of the chat batch
+beside it. One clock for both would let the tickets' event time fire chat timers early (a
+false breach, retracted later, and a warning that never is). Every subject lives in exactly
+one topic, so each topic's partition is judged by its own progress only.
+
 The rule, per partition:
 
 * **caught up** (nothing left to read): wall-clock time. With no traffic at all the clock still
@@ -25,9 +32,12 @@ The engine itself never reads a clock; only this module (through ``wall``) does.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable, Iterable
+from typing import Generic, TypeVar
 
 from monitor.timeutil import Micros
+
+K = TypeVar("K", bound=Hashable)
 
 
 def wall_clock() -> Micros:
@@ -35,22 +45,22 @@ def wall_clock() -> Micros:
     return Micros(time.time_ns() // 1000)
 
 
-class PartitionClocks:
-    """One monotonic hybrid clock per partition number."""
+class PartitionClocks(Generic[K]):
+    """One monotonic hybrid clock per partition (any hashable key: the worker uses TPs)."""
 
     def __init__(self, grace: Micros, wall: Callable[[], Micros] = wall_clock) -> None:
         self.grace = grace
         self.wall = wall
-        self._event_time: dict[int, int] = {}  # newest occurred_at seen, per partition
-        self._now: dict[int, int] = {}  # the last value handed out, per partition
-        self._mode: dict[int, str] = {}
+        self._event_time: dict[K, int] = {}  # newest occurred_at seen, per partition
+        self._now: dict[K, int] = {}  # the last value handed out, per partition
+        self._mode: dict[K, str] = {}
 
-    def observe(self, partition: int, occurred_at: int) -> None:
+    def observe(self, partition: K, occurred_at: int) -> None:
         """Records an event's time (called for every valid event, in stream order)."""
         if occurred_at > self._event_time.get(partition, occurred_at - 1):
             self._event_time[partition] = occurred_at
 
-    def now(self, partition: int, *, caught_up: bool) -> Micros:
+    def now(self, partition: K, *, caught_up: bool) -> Micros:
         """The partition's current instant (never less than the last one returned)."""
         candidates = [self._now.get(partition)]
         event_time = self._event_time.get(partition)
@@ -69,21 +79,21 @@ class PartitionClocks:
         self._mode[partition] = "wall" if caught_up else "event"
         return Micros(value)
 
-    def peek(self, partition: int) -> Micros | None:
+    def peek(self, partition: K) -> Micros | None:
         """The last value :meth:`now` returned for ``partition`` (None: never asked)."""
         value = self._now.get(partition)
         return None if value is None else Micros(value)
 
-    def mode(self, partition: int) -> str:
+    def mode(self, partition: K) -> str:
         """``"wall"`` or ``"event"``: which rule the last :meth:`now` followed."""
         return self._mode.get(partition, "event")
 
-    def forget(self, partitions: Iterable[int]) -> None:
+    def forget(self, partitions: Iterable[K]) -> None:
         """Drops revoked partitions: a new owner starts from its own reading of them."""
         for p in partitions:
             self._event_time.pop(p, None)
             self._now.pop(p, None)
             self._mode.pop(p, None)
 
-    def partitions(self) -> list[int]:
-        return sorted(set(self._now) | set(self._event_time))
+    def partitions(self) -> set[K]:
+        return set(self._now) | set(self._event_time)

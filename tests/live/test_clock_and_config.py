@@ -24,7 +24,7 @@ class FakeWall:
 
 def test_caught_up_partition_follows_the_wall_clock_with_no_traffic() -> None:
     wall = FakeWall(100 * S)
-    clocks = PartitionClocks(Micros(5 * S), wall)
+    clocks: PartitionClocks[int] = PartitionClocks(Micros(5 * S), wall)
     assert clocks.now(0, caught_up=True) == 100 * S
     wall.now = 160 * S
     assert clocks.now(0, caught_up=True) == 160 * S
@@ -33,7 +33,7 @@ def test_caught_up_partition_follows_the_wall_clock_with_no_traffic() -> None:
 
 def test_lagging_partition_uses_event_time_minus_grace() -> None:
     wall = FakeWall(1_000 * S)  # an outage: the backlog is far behind the wall clock
-    clocks = PartitionClocks(Micros(5 * S), wall)
+    clocks: PartitionClocks[int] = PartitionClocks(Micros(5 * S), wall)
     clocks.observe(3, 100 * S)
     assert clocks.now(3, caught_up=False) == 95 * S
     clocks.observe(3, 90 * S)  # out of order: event time does not go back
@@ -43,7 +43,7 @@ def test_lagging_partition_uses_event_time_minus_grace() -> None:
 
 def test_clock_never_moves_backwards_when_a_partition_falls_behind() -> None:
     wall = FakeWall(500 * S)
-    clocks = PartitionClocks(Micros(5 * S), wall)
+    clocks: PartitionClocks[int] = PartitionClocks(Micros(5 * S), wall)
     clocks.observe(1, 499 * S)
     assert clocks.now(1, caught_up=True) == 500 * S
     clocks.observe(1, 480 * S)
@@ -51,18 +51,18 @@ def test_clock_never_moves_backwards_when_a_partition_falls_behind() -> None:
 
 
 def test_behind_with_no_event_read_proves_nothing() -> None:
-    clocks = PartitionClocks(Micros(5 * S), FakeWall(10 * S))
+    clocks: PartitionClocks[int] = PartitionClocks(Micros(5 * S), FakeWall(10 * S))
     assert clocks.now(2, caught_up=False) == 0
 
 
 def test_event_time_ahead_of_the_wall_clock_still_drives_timers() -> None:
-    clocks = PartitionClocks(Micros(1 * S), FakeWall(10 * S))
+    clocks: PartitionClocks[int] = PartitionClocks(Micros(1 * S), FakeWall(10 * S))
     clocks.observe(0, 60 * S)  # the demo's fast-forwarded traffic
     assert clocks.now(0, caught_up=True) == 59 * S
 
 
 def test_forget_drops_a_revoked_partition() -> None:
-    clocks = PartitionClocks(Micros(0), FakeWall(10 * S))
+    clocks: PartitionClocks[int] = PartitionClocks(Micros(0), FakeWall(10 * S))
     clocks.observe(4, 50 * S)
     clocks.now(4, caught_up=False)
     clocks.forget([4])

@@ -1,0 +1,136 @@
+"""Three fixes to faust-streaming 0.15.3 that at-least-once delivery depends on.
+
+All were found by ``tests/live/test_recovery.py`` (SIGKILL a worker mid-stream, restart it,
+compare with replay) and both lose input for good, so the worker applies them to its own app
+(per instance, never to the classes: other apps in the process keep Faust's behaviour).
+
+1. **Recovery resumes input before it seeks** (:func:`seek_before_resume`). After table
+   recovery, ``Recovery.on_recovery_completed`` resumes the input partitions, *then* awaits
+   ``consumer.perform_seek()`` (eight ``committed()`` round trips, ~80 ms here). In between, the
+   fetcher delivers records; some are dropped on the way to the agent while the seek is in
+   flight, and the seek rewinds Faust's read offset to the committed one. The next record the
+   fetcher yields is then far ahead of that read offset, and Faust's gap bookkeeping
+   (``Consumer._add_gap``) marks everything in between as *acknowledged*. The next commit moves
+   past records that were never processed. Seen: records 103-105 of a partition fetched, never
+   handed to the agent, and committed over ("gap 88..106"). The fix seeks while the input is
+   still paused and resumes afterwards, the order ``_resume_streams`` already uses since
+   faust-streaming#217.
+2. **A fetch for no partitions returns every partition** (:func:`fetch_only_active`). Faust
+   hands its *live* set of active partitions to the consumer thread. When recovery pauses the
+   changelog partitions while a fetch is in flight, that set becomes empty, and aiokafka's
+   ``fetched_records`` treats an empty set as "all partitions": it returns (and moves the
+   position past) the input records of partitions still paused, and Faust then drops them for
+   not being active. Seen: every input record of a restarted worker gone, with nothing
+   committed to seek back to. The fix passes a copy, and fetches nothing for an empty one.
+3. **Flush gives up with records still buffered** (:func:`drain_on_flush`). Faust commits input
+   offsets after ``producer.flush()``, which is what makes a table write (a changelog record,
+   sent through the producer buffer) durable before the event that caused it is committed. But
+   ``ProducerBuffer.flush`` returns after 0.1 s without a send, *with records still
+   buffered*, and the commit goes ahead; a SIGKILL then loses changelog records of committed
+   events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+
+def apply(app: Any) -> None:
+    """Applies the fixes that can be applied to a freshly built ``app`` (idempotent);
+    :func:`drain_on_flush` needs a started producer and is applied by the worker later."""
+    seek_before_resume(app)
+    fetch_only_active(app)
+
+
+def seek_before_resume(app: Any) -> None:
+    """Replaces this app's ``Recovery.on_recovery_completed`` with one that seeks the input
+    partitions to their committed offsets *before* resuming them (see the module doc).
+
+    Otherwise line for line Faust 0.15.3's method, so the rebalance signals, table callbacks
+    and log lines stay the same.
+    """
+    recovery = app.tables.recovery
+    if getattr(recovery, "_sla_seeks_first", False):
+        return
+
+    async def on_recovery_completed(generation_id: int = 0) -> None:
+        consumer = app.consumer
+        recovery.log.info("Restore complete!")
+        await app.on_rebalance_complete.send()
+        recovery._set_recovery_ended()
+        callbacks = [
+            asyncio.ensure_future(
+                table.on_recovery_completed(
+                    recovery.actives_for_table[table], recovery.standbys_for_table[table]
+                )
+            )
+            for table in recovery.tables.values()
+        ]
+        if callbacks:
+            await asyncio.wait(callbacks)
+        assignment = consumer.assignment()
+        if app.consumer_generation_id != generation_id:
+            recovery.log.warning(
+                "Recovery rebalancing again app id %s param %s",
+                app.consumer_generation_id,
+                generation_id,
+            )
+            return
+        if assignment:
+            recovery.log.info("Seek stream partitions to committed offsets.")
+            await recovery._wait(consumer.perform_seek(), timeout=app.conf.broker_request_timeout)
+        recovery.completed.set()
+        app.flow_control.resume()
+        consumer.resume_flow()
+        # Only now: nothing of the input is fetched until its position is the committed one.
+        consumer.resume_partitions({tp for tp in assignment if not recovery._is_changelog_tp(tp)})
+        await app._fetcher.maybe_start()
+        recovery.tables.on_actives_ready()
+        if not app.assignor.assigned_standbys():
+            recovery.tables.on_standbys_ready()
+        app.on_rebalance_end()
+        recovery.log.info("Worker ready")
+
+    recovery.on_recovery_completed = on_recovery_completed
+    recovery._sla_seeks_first = True
+
+
+def fetch_only_active(app: Any) -> None:
+    """Makes this app's consumer fetch for a snapshot of its active partitions, and for none
+    when there are none (see the module doc)."""
+    consumer = app.consumer
+    if getattr(consumer, "_sla_fetches_snapshot", False):
+        return
+    fetch = consumer._getmany
+
+    async def _getmany(active_partitions: set[Any] | None, timeout: float) -> Any:
+        if active_partitions is None:  # client-only apps: Faust's own meaning, unchanged
+            return await fetch(active_partitions=None, timeout=timeout)
+        snapshot = set(active_partitions)
+        if not snapshot:
+            await asyncio.sleep(min(timeout, 0.1))  # release the loop, as Faust does
+            return {}
+        return await fetch(active_partitions=snapshot, timeout=timeout)
+
+    consumer._getmany = _getmany
+    consumer._sla_fetches_snapshot = True
+
+
+def drain_on_flush(app: Any) -> None:
+    """Makes this app's producer flush wait until its buffer is really empty (see the module
+    doc). Needs the producer, so call it once the app has started (the worker does so on every
+    completed rebalance; it is idempotent)."""
+    buffer = app.producer.buffer
+    if getattr(buffer, "_sla_drains", False):
+        return
+
+    async def flush() -> None:
+        while buffer.size and buffer.state == "running":
+            buffer.message_sent.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(buffer.message_sent.wait(), timeout=0.1)
+
+    buffer.flush = flush
+    buffer._sla_drains = True

@@ -1,0 +1,84 @@
+"""The worker's own guards against input loss, without a broker: the hole detector of the agent
+and the fetch fix of :mod:`monitor.live.faust_fixes` (the live tests in test_recovery.py show
+the end-to-end effect: a SIGKILLed worker loses nothing)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import faust
+import pytest
+from faust.types import TP
+from prometheus_client import CollectorRegistry
+
+from monitor.engine import SlaEngine
+from monitor.live import faust_fixes
+from monitor.live.app import SlaWorker
+from monitor.live.config import Settings
+from monitor.metrics import SlaMetrics
+from monitor.policy import load_policy_set
+
+
+@pytest.fixture
+def worker(tmp_path: Path) -> tuple[SlaWorker, CollectorRegistry]:
+    registry = CollectorRegistry()
+    settings = Settings(broker="kafka://127.0.0.1:1", data_dir=str(tmp_path), store="memory://")
+    metrics = SlaMetrics(registry, topics=settings.input_topics)
+    return SlaWorker(settings, SlaEngine(load_policy_set(None)), metrics), registry
+
+
+def test_a_hole_in_an_input_partition_is_counted_and_logged(
+    worker: tuple[SlaWorker, CollectorRegistry], caplog: pytest.LogCaptureFixture
+) -> None:
+    sla, registry = worker
+    topic = sla.settings.topic_chat
+    tp = TP(topic, 2)
+
+    def skipped() -> float | None:
+        return registry.get_sample_value("sla_input_skipped_offsets_total", {"topic": topic})
+
+    assert skipped() == 0  # the series exists before the first hole
+    for offset in (10, 11, 12):
+        sla._advance(tp, offset)
+    sla._advance(tp, 12)  # a redelivery is not a hole
+    assert skipped() == 0
+    sla._advance(tp, 16)
+    assert skipped() == 3
+    assert "13..15 never reached the worker" in caplog.text
+    sla._advance(TP(topic, 3), 40)  # another partition's first record: nothing to compare
+    assert skipped() == 3
+
+
+def test_each_input_topic_partition_is_its_own_lane(
+    worker: tuple[SlaWorker, CollectorRegistry],
+) -> None:
+    sla, _ = worker
+    s = sla.settings
+    assert sla._lane(b"c:S-1", 3) == TP(s.topic_chat, 3)
+    assert sla._lane(b"t:T-1", 3) == TP(s.topic_tickets, 3)
+
+
+async def test_fetch_uses_a_snapshot_and_skips_an_empty_set() -> None:
+    app: Any = faust.App("fixes-test", broker="kafka://127.0.0.1:1")
+    calls: list[set[TP]] = []
+
+    async def fetch(active_partitions: set[TP] | None, timeout: float) -> dict[TP, list[int]]:
+        assert active_partitions is not None
+        seen = active_partitions
+        calls.append(seen)
+        live.clear()  # Faust pauses partitions while the fetch is in flight
+        return {tp: [1] for tp in seen}
+
+    app.consumer._getmany = fetch
+    faust_fixes.fetch_only_active(app)
+    faust_fixes.fetch_only_active(app)  # idempotent: not wrapped twice
+
+    live = {TP("a", 0), TP("a", 1)}
+    records = await app.consumer._getmany(active_partitions=live, timeout=0.01)
+    assert set(records) == {TP("a", 0), TP("a", 1)}
+    assert calls[0] == {TP("a", 0), TP("a", 1)}  # the copy kept what was asked for
+
+    # An empty set means "nothing", never "everything": the fetch is not even made.
+    assert await app.consumer._getmany(active_partitions=set(), timeout=0.01) == {}
+    assert len(calls) == 1
