@@ -19,7 +19,6 @@ no 25:00). Both paths apply :func:`monitor.timeutil.parse_rfc3339` after the sch
 
 from __future__ import annotations
 
-import dataclasses
 import re
 import time
 from collections.abc import Mapping
@@ -75,30 +74,54 @@ _OBJECT_KEYWORDS: Final = _ANNOTATIONS | {
 }
 
 
-class _Field(NamedTuple):
-    """One property of one event type, as the fast path checks it (unpacked in the hot loop)."""
+class _StrField(NamedTuple):
+    """A string property checked by length and patterns (unpacked in the hot loop)."""
 
     name: str
-    slot: int  # position in Event's arguments; -1: checked but not recorded (``type``)
-    is_str: bool  # else boolean: the only two JSON types input events use
+    slot: int  # position in Event's arguments; -1: checked but not recorded
     required: bool
     default: object  # applied when absent and not required (None when the schema gives none)
     min_len: int
     max_len: int
-    enum: frozenset[str] | None
     patterns: tuple[re.Pattern[str], ...]
-    convert: Mapping[str, object] | None  # JSON string to enum member (sender, author, status)
+
+
+class _EnumField(NamedTuple):
+    """A string property limited to a set of values (``enum``/``const``).
+
+    ``accepted`` maps each value that passes *every* constraint of the property (the enum
+    intersected with any length bounds and patterns, worked out once by the compiler) to what
+    the record stores: the string itself, or its enum member (sender, author, status). So the
+    hot loop needs one dict lookup, not a set test plus length and pattern checks plus a
+    conversion.
+    """
+
+    name: str
+    slot: int
+    required: bool
+    default: object  # already converted
+    accepted: Mapping[str, object]
+
+
+class _BoolField(NamedTuple):
+    name: str
+    slot: int
+    required: bool
+    default: object
 
 
 class _Plan(NamedTuple):
-    """Everything the fast path needs for one event type."""
+    """Everything the fast path needs for one event type, fields grouped by JSON type so
+    that the hot loop has no per-field dispatch."""
 
     template: tuple[object, ...]  # Event's arguments, constants filled in (type, subject_type)
-    fields: tuple[_Field, ...]
+    strings: tuple[_StrField, ...]
+    enums: tuple[_EnumField, ...]
+    booleans: tuple[_BoolField, ...]
 
 
 # Event's positional arguments by field name; the JSON names that differ map onto them.
-_SLOTS: Final = {f.name: i for i, f in enumerate(dataclasses.fields(Event))}
+_SLOTS: Final = {name: i for i, name in enumerate(Event._fields)}
 _JSON_TO_SLOT: Final = {
     "session_id": "subject_id",
     "ticket_id": "subject_id",
@@ -134,7 +157,10 @@ def parse_event(raw: bytes | str) -> Event:
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise _undecodable(raw, exc) from None
-    return event_from_dict(obj)
+    event = _fast_path(obj)  # event_from_dict, inlined: one call less per event
+    if event is None:
+        raise explain(obj)
+    return event
 
 
 def event_from_dict(obj: object) -> Event:
@@ -205,32 +231,54 @@ def _fast_path(obj: object) -> Event | None:
     plan = plans.get(event_type)
     if plan is None:
         return None
-    args: list[Any] = list(plan.template)
-    for name, slot, is_str, required, default, lo, hi, enum, patterns, convert in plan.fields:
+    template, strings, enums, booleans = plan
+    args: list[Any] = list(template)
+    for name, slot, required, default, lo, hi, patterns in strings:
         value = obj.get(name, _MISSING)
         if value is _MISSING:
             if required:
                 return None
             value = default
-        elif is_str:
-            if not isinstance(value, str) or not lo <= len(value) <= hi:
-                return None
-            if enum is not None and value not in enum:
-                return None
+        elif not isinstance(value, str) or not lo <= len(value) <= hi:
+            return None
+        elif patterns:
             for pattern in patterns:
                 if pattern.search(value) is None:
                     return None
+        if slot >= 0:
+            args[slot] = value
+    for name, slot, required, default, accepted in enums:
+        value = obj.get(name, _MISSING)
+        if value is _MISSING:
+            if required:
+                return None
+            value = default
+        else:
+            # isinstance first: an unhashable value (a list) must not reach the dict lookup.
+            if not isinstance(value, str):
+                return None
+            value = accepted.get(value, _MISSING)
+            if value is _MISSING:
+                return None
+        if slot >= 0:
+            args[slot] = value
+    for name, slot, required, default in booleans:
+        value = obj.get(name, _MISSING)
+        if value is _MISSING:
+            if required:
+                return None
+            value = default
         elif value is not True and value is not False:
             return None
         if slot >= 0:
-            args[slot] = value if convert is None or value is None else convert[value]
+            args[slot] = value
     try:
         # The schema pattern already guarantees the shape and the offset; fromisoformat rejects
         # impossible dates and times. Integer division keeps microseconds exact.
         args[_OCCURRED_AT] = (datetime.fromisoformat(args[_OCCURRED_AT]) - _EPOCH) // _MICRO
     except ValueError:
         return None
-    return Event(*args)
+    return Event._make(args)
 
 
 def _compile_plans() -> dict[str, _Plan]:
@@ -281,10 +329,27 @@ def _compile_plans() -> dict[str, _Plan]:
         template[_SLOTS["subject_type"]] = (
             SubjectType.CHAT_SESSION if is_chat else SubjectType.TICKET
         )
-        fields = tuple(
-            _compile_field(file, prop, parts, prop in required) for prop, parts in merged.items()
-        )
-        plans[name] = _Plan(tuple(template), fields)
+        strings: list[_StrField] = []
+        enums: list[_EnumField] = []
+        booleans: list[_BoolField] = []
+        dispatchable = True
+        for prop, parts in merged.items():
+            field = _compile_field(file, prop, parts, prop in required)
+            if prop == "type":
+                # The plan is chosen by the value of "type", so its constraints are settled
+                # here, once: either that value passes them all (nothing left to check per
+                # event) or no event of this type can be valid (no plan; the slow path says
+                # why).
+                assert isinstance(field, _EnumField)  # every per-type schema has a const
+                dispatchable = name in field.accepted
+            elif isinstance(field, _StrField):
+                strings.append(field)
+            elif isinstance(field, _EnumField):
+                enums.append(field)
+            else:
+                booleans.append(field)
+        if dispatchable:
+            plans[name] = _Plan(tuple(template), tuple(strings), tuple(enums), tuple(booleans))
     _plans = plans
     return plans
 
@@ -317,7 +382,7 @@ def _collect_object(
 
 def _compile_field(
     file: str, name: str, parts: list[tuple[dict[str, Any], Resolver[Any]]], required: bool
-) -> _Field:
+) -> _StrField | _EnumField | _BoolField:
     """The conjunction of every schema that constrains property ``name``."""
     flat: list[dict[str, Any]] = []
     pending = list(parts)
@@ -353,19 +418,26 @@ def _compile_field(
     if kinds not in ({"string"}, {"boolean"}):
         raise ConfigError(f"{file}: {name}: type must be string or boolean, got {sorted(kinds)}")
     target = _JSON_TO_SLOT.get(name, name)
-    return _Field(
-        name=name,
-        # "type" is a constant of the plan; properties Event does not carry are only checked.
-        slot=_SLOTS[target] if target in _SLOTS and name != "type" else -1,
-        is_str=kinds == {"string"},
-        required=required,
-        default=default,
-        min_len=min_len,
-        max_len=max_len,
-        enum=frozenset(enum) if enum is not None else None,
-        patterns=tuple(patterns),
-        convert=_CONVERT.get(target),
-    )
+    # "type" is a constant of the plan; properties Event does not carry are only checked.
+    slot = _SLOTS[target] if target in _SLOTS and name != "type" else -1
+    if kinds == {"boolean"}:
+        return _BoolField(name, slot, required, default)
+    if enum is None:
+        return _StrField(name, slot, required, default, min_len, max_len, tuple(patterns))
+    convert = _CONVERT.get(target)
+    unknown_values = sorted(v for v in enum if convert is not None and v not in convert)
+    if unknown_values:
+        raise ConfigError(f"{file}: {name}: {unknown_values} are not values the monitor knows")
+    accepted = {
+        value: value if convert is None else convert[value]
+        for value in sorted(enum)
+        if min_len <= len(value) <= max_len and all(p.search(value) for p in patterns)
+    }
+    if default is not None and convert is not None:
+        if not isinstance(default, str) or default not in convert:
+            raise ConfigError(f"{file}: {name}: default {default!r} is not a value it knows")
+        default = convert[default]
+    return _EnumField(name, slot, required, default, accepted)
 
 
 # --- slow path: reasons ---------------------------------------------------------------------
