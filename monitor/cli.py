@@ -63,9 +63,22 @@ def build_parser() -> argparse.ArgumentParser:
     _policies_arg(check)
     check.set_defaults(command=cmd_check)
 
-    bench = sub.add_parser("bench", help="measure replay throughput and state size")
+    bench = sub.add_parser(
+        "bench", help="measure replay throughput and state size (--live: the worker on a broker)"
+    )
     bench.add_argument("--hours", type=float, default=24.0, help="hours of generated traffic")
     bench.add_argument("--scale", type=float, default=20.0, help="traffic multiplier")
+    bench.add_argument(
+        "--live",
+        action="store_true",
+        help="measure the live worker instead: backlog throughput against a bare aiokafka "
+        "consumer, and breach detection delay (embedded broker unless --broker)",
+    )
+    bench.add_argument("--broker", help="with --live: a Kafka bootstrap address to use instead")
+    bench.add_argument("--partitions", type=int, default=4, help="with --live: partitions")
+    bench.add_argument(
+        "--store", default="rocksdb://", help="with --live: the worker's table store"
+    )
     bench.set_defaults(command=cmd_bench)
 
     _add_live_commands(sub)
@@ -154,6 +167,16 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    if args.live:
+        from monitor.live.bench import run_live_bench  # noqa: PLC0415 - Faust-side imports
+
+        return run_live_bench(
+            hours=args.hours,
+            scale=args.scale,
+            partitions=args.partitions,
+            store=args.store,
+            broker=args.broker,
+        )
     from monitor.bench import run_bench  # noqa: PLC0415
 
     return run_bench(hours=args.hours, scale=args.scale)

@@ -210,7 +210,7 @@ class SlaWorker:
         app.timer(settings.retention_interval, name=f"{settings.app_id}.sweep")(self._sweep)
         app.on_partitions_revoked.connect(self._on_revoked, weak=False)
         app.on_rebalance_complete.connect(self._on_rebalance_complete, weak=False)
-        faust_fixes.apply(app)
+        faust_fixes.apply(app, fetch_max_wait=settings.fetch_max_wait)
 
     # -- the agent: every input event and timer firing, in partition order -----------------
 

@@ -17,6 +17,9 @@ What Faust and aiokafka need on Tansu 0.6.0 (found by running them against it):
   first record of a batch whatever its size, so every batch holds exactly one), which makes
   ListOffsets exact. :meth:`EmbeddedBroker.settings` sets it; the worker's own caught-up check
   uses the fetch high watermark (``consumer.highwater``), which is right on both brokers.
+* **Fetches wait out ``fetch.max.wait``** when they cover several partitions, even once data
+  has arrived (Kafka answers at once). Timer firings travel through a topic, so the worker's
+  wait (``fetch_max_wait``) is kept short here: 0.05 s.
 * **No transactions**: ``processing_guarantee="exactly_once"`` is for real Kafka only.
 * **Topics** are created explicitly (``sla-monitor topics`` or :func:`monitor.live.topics.
   ensure_topics`); Faust's own declaration of its changelog also works, but the partition count
@@ -88,7 +91,12 @@ class EmbeddedBroker:
 
     def settings_overrides(self) -> dict[str, Any]:
         """Settings the worker and producers need on this broker (see the module doc)."""
-        return {"broker": self.bootstrap, "producer_max_batch_size": 1, "producer_acks": 1}
+        return {
+            "broker": self.bootstrap,
+            "producer_max_batch_size": 1,
+            "producer_acks": 1,
+            "fetch_max_wait": 0.05,
+        }
 
     def start(self, timeout: float = 15.0) -> None:
         url = f"tcp://{self.host}:{self.port}"

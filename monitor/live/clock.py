@@ -14,12 +14,17 @@ one topic, so each topic's partition is judged by its own progress only.
 
 The rule, per partition:
 
-* **caught up** (nothing left to read): wall-clock time. With no traffic at all the clock still
-  moves, so a customer left without an answer is a breach on time;
-* **behind** (a backlog after an outage, or lag): event time, the newest ``occurred_at`` seen
-  minus ``grace``. Timers then fire only as far as the events read so far prove time has
-  passed, so a response still waiting in the backlog is never reported as missing (no false
-  breach), and every deadline the backlog passes does fire (no missed breach);
+* **caught up** (nothing left to read, or only records of the last ``grace`` seconds: the
+  newest ``occurred_at`` read is within ``grace`` of the wall clock): wall-clock time. With no
+  traffic at all the clock still moves, so a customer left without an answer is a breach on
+  time. A busy partition always has a few records in flight; counting those as lag stalled
+  its timers (breaches detected a second or more late under steady traffic), while the time
+  of what was just read tells a live stream from a backlog;
+* **behind** (a backlog after an outage, or lag of older records): event time, the newest
+  ``occurred_at`` seen minus ``grace``. Timers then fire only as far as the events read so far
+  prove time has passed, so a response still waiting in the backlog is never reported as
+  missing (no false breach), and every deadline the backlog passes does fire (no missed
+  breach);
 * the clock **never moves backwards**: a partition that falls behind keeps its last wall value
   until event time overtakes it, so a deadline that fired stays fired.
 
@@ -61,13 +66,17 @@ class PartitionClocks(Generic[K]):
             self._event_time[partition] = occurred_at
 
     def now(self, partition: K, *, caught_up: bool) -> Micros:
-        """The partition's current instant (never less than the last one returned)."""
+        """The partition's current instant (never less than the last one returned).
+        ``caught_up``: its consumer lag is zero (see the module doc for lag of live records)."""
         candidates = [self._now.get(partition)]
         event_time = self._event_time.get(partition)
         if event_time is not None:
             candidates.append(event_time - self.grace)
+        wall = self.wall()
+        if not caught_up and event_time is not None and event_time >= wall - self.grace:
+            caught_up = True  # only live records in flight: not a backlog
         if caught_up:
-            candidates.append(self.wall())
+            candidates.append(wall)
         known = [c for c in candidates if c is not None]
         if not known:
             # Behind, and no event read yet (a fresh restart): time cannot be proved to have

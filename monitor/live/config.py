@@ -77,6 +77,7 @@ class Settings:
     session_timeout: float = 30.0
     heartbeat_interval: float = 3.0
     commit_interval: float = 2.8
+    fetch_max_wait: float = 0.5  # longest wait for fetch data (Kafka's default; Tansu: 0.05)
 
     def __post_init__(self) -> None:
         if self.security_protocol not in SECURITY_PROTOCOLS:
@@ -101,7 +102,7 @@ class Settings:
         names = self.all_topics()
         if len(set(names)) != len(names):
             raise ConfigError(f"topic names must be distinct: {', '.join(names)}")
-        for name in ("tick_interval", "rebalance_timeout", "session_timeout"):
+        for name in ("tick_interval", "rebalance_timeout", "session_timeout", "fetch_max_wait"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive")
         if self.event_time_grace < 0:
@@ -142,6 +143,16 @@ class Settings:
     def changelog_topic(self) -> str:
         """Faust's name for the table's changelog: ``<app id>-<table>-changelog``."""
         return f"{self.app_id}-{self.table_name}-changelog"
+
+    def to_env(self) -> dict[str, str]:
+        """These settings as ``SLA_*`` environment variables (unset fields left out), for
+        starting a worker process with exactly them; :func:`load_settings` reads them back."""
+        env = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is not None:
+                env[ENV_PREFIX + f.name.upper()] = str(value)
+        return env
 
     def all_topics(self) -> tuple[str, ...]:
         """Every topic the worker reads or writes; ``topics`` creates exactly these."""

@@ -1,4 +1,4 @@
-"""Three fixes to faust-streaming 0.15.3 that at-least-once delivery depends on.
+"""Four fixes to faust-streaming 0.15.3 that at-least-once delivery depends on.
 
 All were found by ``tests/live/test_recovery.py`` (SIGKILL a worker mid-stream, restart it,
 compare with replay) and both lose input for good, so the worker applies them to its own app
@@ -22,7 +22,12 @@ compare with replay) and both lose input for good, so the worker applies them to
    position past) the input records of partitions still paused, and Faust then drops them for
    not being active. Seen: every input record of a restarted worker gone, with nothing
    committed to seek back to. The fix passes a copy, and fetches nothing for an empty one.
-3. **Flush gives up with records still buffered** (:func:`drain_on_flush`). Faust commits input
+3. **The fetch wait is hard-coded** (:func:`set_fetch_max_wait`): 1.5 s in Faust's worker
+   consumer. Kafka answers a fetch as soon as data arrives, but Tansu (the embedded broker)
+   holds a fetch over several partitions for the whole wait. Timer firings reach the agent
+   through the ``sla.timeouts`` topic, so on Tansu every breach came up to that long after its
+   deadline. The wait becomes the ``fetch_max_wait`` setting.
+4. **Flush gives up with records still buffered** (:func:`drain_on_flush`). Faust commits input
    offsets after ``producer.flush()``, which is what makes a table write (a changelog record,
    sent through the producer buffer) durable before the event that caused it is committed. But
    ``ProducerBuffer.flush`` returns after 0.1 s without a send, *with records still
@@ -37,11 +42,12 @@ import contextlib
 from typing import Any
 
 
-def apply(app: Any) -> None:
+def apply(app: Any, *, fetch_max_wait: float) -> None:
     """Applies the fixes that can be applied to a freshly built ``app`` (idempotent);
     :func:`drain_on_flush` needs a started producer and is applied by the worker later."""
     seek_before_resume(app)
     fetch_only_active(app)
+    set_fetch_max_wait(app, fetch_max_wait)
 
 
 def seek_before_resume(app: Any) -> None:
@@ -95,6 +101,24 @@ def seek_before_resume(app: Any) -> None:
 
     recovery.on_recovery_completed = on_recovery_completed
     recovery._sla_seeks_first = True
+
+
+def set_fetch_max_wait(app: Any, seconds: float) -> None:
+    """Makes this app's worker consumer wait at most ``seconds`` for fetch data (see the
+    module doc); applied when Faust creates the aiokafka consumer, before it starts."""
+    thread = app.consumer._thread
+    if getattr(thread, "_sla_fetch_wait", None) is not None:
+        thread._sla_fetch_wait = seconds
+        return
+    create = thread._create_worker_consumer
+    thread._sla_fetch_wait = seconds
+
+    def _create_worker_consumer(transport: Any) -> Any:
+        consumer = create(transport)
+        consumer._fetch_max_wait_ms = int(thread._sla_fetch_wait * 1000)
+        return consumer
+
+    thread._create_worker_consumer = _create_worker_consumer
 
 
 def fetch_only_active(app: Any) -> None:

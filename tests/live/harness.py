@@ -69,6 +69,7 @@ class LiveSetup:
             store=self.store,
             producer_max_batch_size=1,
             producer_acks=1,
+            fetch_max_wait=0.05,
         )
 
     def env(self, data_dir: Path) -> dict[str, str]:
@@ -91,6 +92,7 @@ class LiveSetup:
             SLA_METRICS_PORT="0",
             SLA_PRODUCER_MAX_BATCH_SIZE="1",
             SLA_PRODUCER_ACKS="1",
+            SLA_FETCH_MAX_WAIT="0.05",
             SLA_TICK_INTERVAL="0.25",
             SLA_RETENTION_INTERVAL="1",
             SLA_REBALANCE_TIMEOUT="5",

@@ -41,6 +41,17 @@ def test_lagging_partition_uses_event_time_minus_grace() -> None:
     assert clocks.mode(3) == "event"
 
 
+def test_records_in_flight_on_a_live_partition_are_not_a_backlog() -> None:
+    wall = FakeWall(1_000 * S)
+    clocks: PartitionClocks[int] = PartitionClocks(Micros(5 * S), wall)
+    clocks.observe(0, 997 * S)  # lag > 0, but what was just read is 3 s old: live traffic
+    assert clocks.now(0, caught_up=False) == 1_000 * S
+    assert clocks.mode(0) == "wall"
+    wall.now = 1_010 * S  # the same partition, now 13 s behind its newest record: a backlog
+    assert clocks.now(0, caught_up=False) == 1_000 * S  # holds (never backwards), no wall
+    assert clocks.mode(0) == "event"
+
+
 def test_clock_never_moves_backwards_when_a_partition_falls_behind() -> None:
     wall = FakeWall(500 * S)
     clocks: PartitionClocks[int] = PartitionClocks(Micros(5 * S), wall)
@@ -94,6 +105,17 @@ def test_settings_reject_typos_and_bad_values(tmp_path: Path) -> None:
         Settings(processing_guarantee="at_most_once")
     with pytest.raises(ConfigError, match="distinct"):
         Settings(topic_breaches="same", topic_warnings="same")
+
+
+def test_settings_survive_the_environment_round_trip() -> None:
+    settings = Settings(
+        broker="b:1", partitions=3, policies="/p", tick_interval=0.1, producer_acks=1,
+        sasl_mechanism="PLAIN", sasl_username="u",
+    )  # fmt: skip
+    env = settings.to_env()
+    assert env["SLA_PARTITIONS"] == "3"
+    assert "SLA_SSL_CAFILE" not in env  # unset stays unset
+    assert load_settings(None, env) == settings
 
 
 def test_copartitioned_topics_include_the_changelog() -> None:

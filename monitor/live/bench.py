@@ -1,0 +1,353 @@
+"""``sla-monitor bench --live``: the live worker on a real broker, for BENCHMARKS.md.
+
+Figures are printed, never asserted. Against the embedded Tansu broker (or ``--broker``, a real
+Kafka), on generated traffic (:mod:`monitor.traffic`):
+
+1. **ceiling**: a bare aiokafka consumer reads the input backlog (every record, nothing done
+   with it): the fastest this broker hands these records to one Python process;
+2. **worker**: ``sla-monitor worker`` (a subprocess, the production entry point, RocksDB store
+   by default) works through the same backlog as a fresh consumer group: input events/s, read
+   off its ``sla_input_messages_total`` counter, and the ratio to (1) (target ≥ 0.5). This is
+   the whole job per event: validate, read and write the table (and its changelog), publish
+   facts and timer firings, commit;
+3. **detection delay**: while that worker runs, sessions start *now* under a bench-only policy
+   (tenant ``bench-latency``: first response within a few seconds of wall-clock time) and
+   are never answered. For each, the delay from its deadline to the moment its breach can be
+   read from ``sla.breaches``, as a downstream consumer sees it (target p99 ≤ 1 s).
+
+Who calls what: :func:`monitor.cli.cmd_bench` calls :func:`run_live_bench`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from monitor import traffic
+from monitor.live.broker import EmbeddedBroker, free_port
+from monitor.live.config import Settings
+from monitor.live.topics import ensure_topics
+from monitor.policy.loader import BUNDLED_POLICIES
+from monitor.timeutil import parse_rfc3339
+
+LATENCY_TENANT = "bench-latency"
+LATENCY_POLICY = """\
+# Written by `sla-monitor bench --live`: a first response within {target}s of wall-clock time,
+# every hour alike, so that deadlines fall while the benchmark watches.
+policy: bench-latency
+applies_to: chat_session
+tenants: ["{tenant}"]
+timezone: Asia/Shanghai
+calendar:
+  country: CN
+  unknown_dates: weekdays
+working_hours:
+  - ["00:00", "23:59"]
+retention: 1h
+metrics:
+  first_response:
+    clause: "benchmark only"
+    targets:
+      - within: {target}s
+        clock: wall
+"""
+
+
+def run_live_bench(
+    *,
+    hours: float = 24.0,
+    scale: float = 20.0,
+    partitions: int = 4,
+    store: str = "rocksdb://",
+    broker: str | None = None,
+    latency_sessions: int = 400,
+    latency_target: float = 3.0,
+) -> int:
+    """Runs the three measurements (see the module doc) and prints their figures."""
+    work = Path(tempfile.mkdtemp(prefix="sla-monitor-bench-"))
+    embedded = None
+    try:
+        overrides: dict[str, Any] = {"broker": broker}
+        if broker is None:
+            embedded = EmbeddedBroker(log_path=work / "broker.log")
+            embedded.start()
+            overrides = embedded.settings_overrides()
+        plan = Plan(hours, scale, partitions, store, latency_sessions, latency_target)
+        return asyncio.run(_bench(overrides, work, plan))
+    finally:
+        if embedded is not None:
+            embedded.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What to measure (the options of ``sla-monitor bench --live``)."""
+
+    hours: float
+    scale: float
+    partitions: int
+    store: str
+    latency_sessions: int
+    latency_target: float
+
+
+async def _bench(overrides: dict[str, Any], work: Path, plan: Plan) -> int:
+    hours, scale, partitions, store = plan.hours, plan.scale, plan.partitions, plan.store
+    latency_sessions, latency_target = plan.latency_sessions, plan.latency_target
+    policies = work / "policies"
+    shutil.copytree(BUNDLED_POLICIES, policies)
+    (policies / "bench-latency.yaml").write_text(
+        LATENCY_POLICY.format(target=f"{latency_target:g}", tenant=LATENCY_TENANT)
+    )
+    name = f"bench{os.getpid()}x{int(time.time())}"
+    settings = Settings(
+        **overrides,
+        app_id=f"{name}-app",
+        topic_chat=f"{name}.chat.sessions",
+        topic_tickets=f"{name}.tickets",
+        topic_breaches=f"{name}.sla.breaches",
+        topic_warnings=f"{name}.sla.warnings",
+        topic_outcomes=f"{name}.sla.outcomes",
+        topic_deadletter=f"{name}.sla.deadletter",
+        topic_timeouts=f"{name}.sla.timeouts",
+        partitions=partitions,
+        policies=str(policies),
+        store=store,
+        data_dir=str(work / "data"),
+        metrics_port=free_port(),
+        log_level="warning",
+        rebalance_timeout=5.0,
+        session_timeout=6.0,
+        heartbeat_interval=1.0,
+    )
+    await ensure_topics(settings)
+
+    start = datetime(2026, 10, 8, 0, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
+    print(f"generating {hours:g} h of traffic at {scale:g}x the sample's rate ...")
+    events = traffic.generate(
+        start, hours, seed=7, chats_per_hour=20.0 * scale, tickets_per_hour=8.0 * scale
+    )
+    n = len(events)
+    print(f"producing {n:,} events to {settings.broker} ({partitions} partitions) ...")
+    await _produce(settings, [_record(settings, e) for e in events])
+
+    ceiling = await _bare_consumer(settings, n)
+    print(f"bare aiokafka consumer:  {ceiling:,.0f} events/s  (reads the backlog, does nothing)")
+
+    log_path = work / "worker.log"
+    with _worker(settings, log_path) as metrics_url:
+        rate = await _worker_rate(metrics_url, n, log_path)
+        print(
+            f"live worker ({store}):  {rate:,.0f} events/s on the backlog, "
+            f"{rate / ceiling:.2f}x the bare consumer  (target >= 0.5x)"
+        )
+        # The backlog's own deadlines (a day in the past) all fire now that the worker is
+        # caught up; time the new sessions once that burst is over.
+        await _wait_quiet(metrics_url, "sla_events_total", quiet=2.0, timeout=120)
+        delays = await _detection_delays(settings, latency_sessions, latency_target)
+    if delays:
+        delays.sort()
+        p50 = delays[len(delays) // 2]
+        p99 = delays[min(len(delays) - 1, int(len(delays) * 0.99))]
+        print(
+            f"detection delay:         p50 {p50:.3f} s, p99 {p99:.3f} s, max {delays[-1]:.3f} s "
+            f"over {len(delays)} breaches, deadline -> readable on the breach topic "
+            f"(target p99 <= 1 s; tick {settings.tick_interval:g} s)"
+        )
+    return 0
+
+
+def _record(settings: Settings, event: dict[str, Any]) -> tuple[str, bytes, bytes]:
+    if str(event["type"]).startswith("ticket."):
+        return (settings.topic_tickets, event["ticket_id"].encode(), orjson.dumps(event))
+    return (settings.topic_chat, event["session_id"].encode(), orjson.dumps(event))
+
+
+async def _produce(settings: Settings, records: list[tuple[str, bytes, bytes]]) -> None:
+    # Input records may share batches (only the worker's changelog needs one record per
+    # batch on Tansu), so the backlog is written quickly.
+    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, linger_ms=5)
+    await producer.start()
+    try:
+        futures = [await producer.send(topic, value, key=key) for topic, key, value in records]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+async def _bare_consumer(settings: Settings, expected: int) -> float:
+    """Reads ``expected`` records of the input topics from the beginning; records/s from the
+    first fetch to the last record (connecting and joining excluded, as for the worker)."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.bootstrap_servers, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        tps = [
+            TopicPartition(topic, p)
+            for topic in settings.input_topics
+            for p in range(settings.partitions)
+        ]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        seen = 0
+        first = time.perf_counter()
+        while seen < expected:
+            batch = await consumer.getmany(timeout_ms=1000, max_records=10_000)
+            if not batch:
+                raise RuntimeError(f"the bare consumer stalled at {seen} of {expected} records")
+            seen += sum(len(records) for records in batch.values())
+        return seen / max(time.perf_counter() - first, 1e-9)
+    finally:
+        await consumer.stop()
+
+
+@contextmanager
+def _worker(settings: Settings, log_path: Path) -> Iterator[str]:
+    """``sla-monitor worker`` as a subprocess; yields its metrics URL; SIGTERM at the end."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLA_")}
+    env.update(settings.to_env())
+    with log_path.open("ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", "from monitor.cli import main; raise SystemExit(main())",
+             "worker"],
+            env=env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        yield f"http://127.0.0.1:{settings.metrics_port}/metrics"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+def _input_count(url: str) -> float | None:
+    for line in _scrape(url):
+        if line.startswith("sla_input_messages_total "):
+            return float(line.split()[1])
+    return None
+
+
+def _scrape(url: str) -> list[str]:
+    with suppress(OSError), urllib.request.urlopen(url, timeout=2) as response:
+        lines: list[str] = response.read().decode().splitlines()
+        return lines
+    return []
+
+
+async def _send_sessions(settings: Settings, sessions: int, spread: float) -> None:
+    """Sends ``sessions`` session starts over ``spread`` seconds, each when it happens (as a
+    chat platform would), tenant ``bench-latency``, never answered."""
+    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, linger_ms=0)
+    await producer.start()
+    try:
+        began = time.time()
+        for i in range(sessions):
+            at = began + spread * i / sessions
+            await asyncio.sleep(max(at - time.time(), 0.0))
+            event = {
+                "event_id": f"bench-{i}",
+                "type": "session.started",
+                "occurred_at": datetime.fromtimestamp(at, UTC).isoformat(),
+                "session_id": f"BENCH-{os.getpid()}-{i}",
+                "tenant": LATENCY_TENANT,
+                "channel": "web",
+            }
+            key = event["session_id"].encode()
+            await producer.send(settings.topic_chat, orjson.dumps(event), key=key)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+def _total(url: str, name: str) -> float:
+    """The sum of every series of metric ``name`` in a scrape."""
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in _scrape(url)
+        if line.startswith((name + " ", name + "{"))
+    )
+
+
+async def _wait_quiet(url: str, name: str, quiet: float, timeout: float) -> None:
+    """Waits until counter ``name`` has not moved for ``quiet`` seconds (or ``timeout``)."""
+    deadline = time.monotonic() + timeout
+    last, since = -1.0, time.monotonic()
+    while time.monotonic() < deadline:
+        value = _total(url, name)
+        if value != last:
+            last, since = value, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            return
+        await asyncio.sleep(0.2)
+
+
+async def _worker_rate(url: str, expected: int, log_path: Path) -> float:
+    """Events/s of the worker's input counter, from its first event to the ``expected``-th."""
+    deadline = time.monotonic() + 120 + expected / 500
+    first: tuple[float, float] | None = None
+    while time.monotonic() < deadline:
+        count = _input_count(url)
+        now = time.perf_counter()
+        if count:
+            if first is None:
+                first = (now, count)
+            if count >= expected:
+                if count - first[1] < expected / 2:
+                    raise RuntimeError(
+                        "the backlog was done before it could be timed: use more --hours/--scale"
+                    )
+                return (count - first[1]) / max(now - first[0], 1e-9)
+        await asyncio.sleep(0.05)
+    tail = log_path.read_text(errors="replace")[-2000:]
+    raise RuntimeError(f"the worker did not finish the backlog in time; its log ends:\n{tail}")
+
+
+async def _detection_delays(settings: Settings, sessions: int, target: float) -> list[float]:
+    """Starts ``sessions`` unanswered sessions over a few seconds and times their breaches."""
+    consumer = AIOKafkaConsumer(
+        settings.topic_breaches, bootstrap_servers=settings.bootstrap_servers,
+        auto_offset_reset="latest", enable_auto_commit=False, fetch_max_wait_ms=20,
+    )  # fmt: skip
+    await consumer.start()
+    try:
+        await consumer.seek_to_end()
+        for tp in consumer.assignment():
+            await consumer.position(tp)  # settle "latest" before anything is produced
+        spread = 5.0
+        # Reading runs beside sending: the first deadlines pass before the last session starts.
+        sending = asyncio.create_task(_send_sessions(settings, sessions, spread))
+        delays: list[float] = []
+        until = time.monotonic() + spread + target + 30
+        while len(delays) < sessions and time.monotonic() < until:
+            batch = await consumer.getmany(timeout_ms=200)
+            received = time.time()
+            for records in batch.values():
+                for record in records:
+                    fact = orjson.loads(record.value)
+                    if fact.get("tenant") == LATENCY_TENANT and fact.get("kind") == "breach":
+                        delays.append(received - parse_rfc3339(fact["deadline"]) / 1_000_000)
+        await sending
+        return delays
+    finally:
+        await consumer.stop()
