@@ -23,11 +23,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
+from monitor.calendar import WorkingTime
 from monitor.engine.state import SlaClock, SubjectState, event_digest, state_key
 from monitor.errors import RejectedEvent
 from monitor.events import Actor, Event, EventType, SubjectType, TicketStatus
-from monitor.policy.model import ClockKind, MetricPolicy, Policy, PolicySet
-from monitor.sla_event import Kind, Metric, SlaEvent, make_sla_id
+from monitor.policy.model import ClockKind, MetricPolicy, Policy, PolicySet, TargetRule
+from monitor.sla_event import Kind, Metric, Period, SlaEvent, make_sla_id
 from monitor.timeutil import MICROS_PER_SECOND
 
 RESPONSE_METRICS = (Metric.FIRST_RESPONSE, Metric.NEXT_RESPONSE)
@@ -45,7 +46,14 @@ class Step:
 
 class SlaEngine:
     def __init__(self, policies: PolicySet) -> None:
-        self.policies = policies
+        self._policies = policies
+        # Per policy name, the policy's rules precomputed for the hot path (built on first use:
+        # policies are immutable once loaded, and `policies` cannot be replaced).
+        self._rules: dict[str, _PolicyRules] = {}
+
+    @property
+    def policies(self) -> PolicySet:
+        return self._policies
 
     # -- public API -----------------------------------------------------------------------
 
@@ -64,29 +72,28 @@ class SlaEngine:
         never started, say): the caller dead-letters it. A repeated ``event_id`` is a no-op.
         """
         digest = event_digest(event.event_id)
-        if state is not None and digest in state.seen:
+        if state is None:
+            if event.type not in _CREATING:
+                noun = (
+                    "session.started"
+                    if event.subject_type is SubjectType.CHAT_SESSION
+                    else "ticket.created"
+                )
+                raise RejectedEvent(
+                    f"{event.type} for {event.subject_id!r}, but no {noun} was seen"
+                )
+        elif digest in state.seen:
             return Step(state, [], duplicate=True)
-        handler = _HANDLERS[event.type]
-        if state is None and event.type not in (
-            EventType.SESSION_STARTED,
-            EventType.TICKET_CREATED,
-        ):
-            noun = (
-                "session.started"
-                if event.subject_type is SubjectType.CHAT_SESSION
-                else "ticket.created"
-            )
-            raise RejectedEvent(f"{event.type} for {event.subject_id!r}, but no {noun} was seen")
-        run = _Run(self, now)
-        new_state = handler(run, event, state)
+        # A new subject's policy is chosen by its handler; a stored one names its own.
+        run = _Run(self, now, None if state is None else self._rules_named(state.policy))
+        new_state = _HANDLERS[event.type](run, event, state)
         new_state.remember(digest)
         new_state.last_event_at = max(new_state.last_event_at, event.occurred_at)
         return Step(new_state, run.out)
 
     def advance(self, state: SubjectState, now: int) -> Step:
         """Fires every warning and breach of ``state`` whose instant ``now`` has passed."""
-        run = _Run(self, now)
-        run.policy = self.policies.named(state.policy)
+        run = _Run(self, now, self._rules_named(state.policy))
         for clock in state.clocks:
             run.fire_due(state, clock)
         return Step(state, run.out)
@@ -100,29 +107,86 @@ class SlaEngine:
             return now - state.finished_at > retention
         return state.next_due is None and now - state.last_event_at > retention
 
+    def _rules_named(self, name: str) -> _PolicyRules:
+        """The precomputed rules of policy ``name``; RejectedEvent if it is not loaded."""
+        rules = self._rules.get(name)
+        if rules is None:
+            rules = self._rules[name] = _PolicyRules(self._policies.named(name))
+        return rules
+
+
+_RULE_MEMO_SIZE = 1024  # (priority, period, channel) choices remembered per metric
+
+
+class _MetricRules:
+    """One metric of one policy, as the hot path needs it: the policy's fields at hand, and
+    the target rule chosen for each (priority, period, channel) remembered, since every clock
+    start or retarget would otherwise walk the rule list and its selectors again."""
+
+    __slots__ = ("_chosen", "metric_policy", "pause_when", "penalty", "warnings")
+
+    def __init__(self, mp: MetricPolicy) -> None:
+        self.metric_policy = mp
+        self.warnings = mp.warnings
+        self.penalty = mp.penalty
+        # TicketStatus members are strs: the record's plain-string status tests against them.
+        self.pause_when: frozenset[str] = mp.pause_when
+        self._chosen: dict[tuple[str | None, Period, str | None], TargetRule] = {}
+
+    def rule_for(self, priority: str | None, period: Period, channel: str | None) -> TargetRule:
+        key = (priority, period, channel)
+        rule = self._chosen.get(key)
+        if rule is None:
+            rule = self.metric_policy.rule_for(priority, period, channel)  # may raise
+            if len(self._chosen) >= _RULE_MEMO_SIZE:  # channels are open-ended: stay bounded
+                self._chosen.clear()
+            self._chosen[key] = rule
+        return rule
+
+
+class _PolicyRules:
+    __slots__ = ("metrics", "policy", "working_time")
+
+    def __init__(self, policy: Policy) -> None:
+        self.policy = policy
+        self.working_time = policy.working_time
+        self.metrics = {metric: _MetricRules(mp) for metric, mp in policy.metrics.items()}
+
 
 class _Run:
     """One engine call: the policy in force, the clock, and the facts produced so far."""
 
-    def __init__(self, engine: SlaEngine, now: int) -> None:
+    __slots__ = ("engine", "metrics", "now", "out", "policy", "working_time")
+
+    def __init__(self, engine: SlaEngine, now: int, rules: _PolicyRules | None) -> None:
         self.engine = engine
         self.now = now
         self.out: list[SlaEvent] = []
         self.policy: Policy
+        self.metrics: dict[Metric, _MetricRules]
+        self.working_time: WorkingTime
+        if rules is not None:
+            self.use(rules)
+
+    def use(self, rules: _PolicyRules) -> None:
+        """Sets the policy in force."""
+        self.policy = rules.policy
+        self.metrics = rules.metrics
+        self.working_time = rules.working_time
 
     # -- time arithmetic in a clock's own kind -------------------------------------------
 
     def add(self, kind: ClockKind, start: int, duration: int) -> int:
-        if kind is ClockKind.WALL:
+        if kind is _WALL:
             return start + duration
-        return self.policy.working_time.add(start, duration)
+        return self.working_time.add(start, duration)
 
     def measure(self, kind: ClockKind, start: int, end: int) -> int:
         if end <= start:
             return 0
-        if kind is ClockKind.WALL:
+        if kind is _WALL:
             return end - start
-        return self.policy.working_time.between(start, end)
+        return self.working_time.between(start, end)
 
     def used(self, clock: SlaClock, at: int) -> int:
         """Time the clock has used by ``at``, pauses excluded."""
@@ -135,46 +199,47 @@ class _Run:
 
     # -- clocks ---------------------------------------------------------------------------
 
-    def metric_policy(self, metric: Metric) -> MetricPolicy | None:
-        return self.policy.metrics.get(metric)
-
     def start_clock(self, state: SubjectState, metric: Metric, seq: int, at: int) -> None:
-        mp = self.metric_policy(metric)
-        if mp is None:
+        rules = self.metrics.get(metric)
+        if rules is None:
             return
-        period = self.policy.working_time.period_of(at)
-        rule = mp.rule_for(state.priority, period, state.channel)
+        period = self.working_time.period_of(at)
+        rule = rules.rule_for(state.priority, period, state.channel)
         clock = SlaClock(metric, seq, at, period, rule.within, rule.clock, rule.clause)
-        if state.status in {s.value for s in mp.pause_when}:
+        if state.status in rules.pause_when:
             clock.paused_since = at
         state.clocks.append(clock)
         self.schedule(clock)
 
     def schedule(self, clock: SlaClock) -> None:
         """Recomputes ``deadline`` and ``warn_at`` of a running clock from its record."""
-        if not clock.running or clock.breached:
+        if clock.paused_since is not None or clock.breached:
             clock.deadline = clock.warn_at = None
             return
-        resumed = clock.pauses[-1][1] if clock.pauses else clock.started_at
-        used = self.used(clock, resumed)
-        clock.deadline = self.add(clock.kind, resumed, max(clock.target - used, 0))
+        kind, target = clock.kind, clock.target
+        if clock.pauses:
+            resumed = clock.pauses[-1][1]
+            used = self.used(clock, resumed)
+        else:  # nothing used at the start: skip measuring an empty span
+            resumed, used = clock.started_at, 0
+        clock.deadline = self.add(kind, resumed, max(target - used, 0))
         shares = self.shares(clock)
         if clock.warned < len(shares):
-            mark = round(clock.target * shares[clock.warned])
-            clock.warn_at = self.add(clock.kind, resumed, max(mark - used, 0))
+            mark = round(target * shares[clock.warned])
+            clock.warn_at = self.add(kind, resumed, max(mark - used, 0))
         else:
             clock.warn_at = None
 
     def shares(self, clock: SlaClock) -> tuple[float, ...]:
-        mp = self.metric_policy(clock.metric)
-        return mp.warnings if mp is not None else ()
+        rules = self.metrics.get(clock.metric)
+        return rules.warnings if rules is not None else ()
 
     def retarget(self, state: SubjectState, clock: SlaClock) -> None:
         """Re-selects a clock's target after a priority change, from the original start."""
-        mp = self.metric_policy(clock.metric)
-        if mp is None:
+        rules = self.metrics.get(clock.metric)
+        if rules is None:
             return
-        rule = mp.rule_for(state.priority, clock.period, state.channel)
+        rule = rules.rule_for(state.priority, clock.period, state.channel)
         if (rule.within, rule.clock) == (clock.target, clock.kind):
             return
         clock.target, clock.kind, clock.clause = rule.within, rule.clock, rule.clause
@@ -247,33 +312,35 @@ class _Run:
         responded_at: int | None = None,
         reason: str | None = None,
     ) -> None:
-        mp = self.metric_policy(clock.metric)
+        rules = self.metrics.get(clock.metric)
         deadline = clock.deadline if clock.deadline is not None else clock.started_at + clock.target
+        # Enum members are strs already, but the output carries plain strings: read them from
+        # tables rather than through Enum.value, a Python-level property.
+        subject_type = _VALUE[state.subject_type]
+        # Positional, in SlaEvent's field order: keywords cost a named tuple three times more.
         self.out.append(
             SlaEvent(
-                sla_id=make_sla_id(
-                    state.tenant, state.subject_type, state.subject_id, clock.metric, clock.seq
-                ),
-                kind=kind,
-                metric=clock.metric,
-                seq=clock.seq,
-                subject_type=state.subject_type.value,
-                subject_id=state.subject_id,
-                tenant=state.tenant,
-                channel=state.channel,
-                priority=state.priority,
-                policy=state.policy,
-                clause=clock.clause,
-                target_seconds=clock.target / MICROS_PER_SECOND,
-                clock=clock.kind.value,
-                period=clock.period,
-                started_at=clock.started_at,
-                deadline=deadline,
-                detected_at=self.now,
-                responded_at=responded_at,
-                share=share,
-                penalty=mp.penalty if mp is not None and kind in _PENALISED else None,
-                reason=reason,
+                make_sla_id(state.tenant, subject_type, state.subject_id, clock.metric, clock.seq),
+                kind,
+                clock.metric,
+                clock.seq,
+                subject_type,
+                state.subject_id,
+                state.tenant,
+                state.channel,
+                state.priority,
+                state.policy,
+                clock.clause,
+                clock.target / MICROS_PER_SECOND,  # target_seconds
+                _VALUE[clock.kind],  # clock
+                clock.period,
+                clock.started_at,
+                deadline,
+                self.now,  # detected_at
+                responded_at,
+                share,
+                rules.penalty if rules is not None and kind in _PENALISED else None,
+                reason,
             )
         )
 
@@ -289,10 +356,7 @@ class _Run:
         """A customer writes again after a human response: the next response is due."""
         if state.responded_at is None or at < state.responded_at or state.finished_at is not None:
             return
-        if (
-            state.clock(Metric.NEXT_RESPONSE) is None
-            and Metric.NEXT_RESPONSE in self.policy.metrics
-        ):
+        if state.clock(Metric.NEXT_RESPONSE) is None and Metric.NEXT_RESPONSE in self.metrics:
             self.start_clock(state, Metric.NEXT_RESPONSE, state.next_seq, at)
             state.next_seq += 1
 
@@ -305,8 +369,9 @@ class _Run:
 
 
 _PENALISED = frozenset({Kind.BREACH, Kind.RETRACTION})
+_WALL = ClockKind.WALL
+_VALUE: dict[str, str] = {m: m.value for e in (SubjectType, ClockKind) for m in e}
 _CREATING = frozenset({EventType.SESSION_STARTED, EventType.TICKET_CREATED})
-_CREATING_NOUN = {SubjectType.CHAT_SESSION: "session.started", SubjectType.TICKET: "ticket.created"}
 
 
 # -- event handlers: one per input type ---------------------------------------------------
@@ -314,7 +379,7 @@ _CREATING_NOUN = {SubjectType.CHAT_SESSION: "session.started", SubjectType.TICKE
 
 def _new_state(run: _Run, event: Event, priority: str) -> SubjectState:
     policy = run.engine.policies.for_subject(event.tenant, event.subject_type)
-    run.policy = policy
+    run.use(run.engine._rules_named(policy.name))
     return SubjectState(
         subject_type=event.subject_type,
         subject_id=event.subject_id,
@@ -328,8 +393,7 @@ def _new_state(run: _Run, event: Event, priority: str) -> SubjectState:
 
 
 def _existing(run: _Run, state: SubjectState | None) -> SubjectState:
-    assert state is not None  # checked by SlaEngine.apply
-    run.policy = run.engine.policies.named(state.policy)
+    assert state is not None  # checked by SlaEngine.apply, which also set run's policy
     return state
 
 
@@ -422,8 +486,8 @@ def _ticket_status_changed(run: _Run, event: Event, state: SubjectState | None) 
         return state
     state.finished_at = None  # reopened; a solved ticket's resolution stays final
     for clock in state.clocks:
-        mp = run.metric_policy(clock.metric)
-        if mp is not None and status in mp.pause_when:
+        rules = run.metrics.get(clock.metric)
+        if rules is not None and status in rules.pause_when:
             run.pause(state, clock, at)
         else:
             run.resume(clock, at)

@@ -134,8 +134,17 @@ class SubjectState:
     @property
     def next_due(self) -> int | None:
         """The earliest instant at which a timer of this subject fires, if any."""
-        dues = [d for c in self.clocks if (d := c.next_due) is not None]
-        return min(dues) if dues else None
+        # SlaClock.next_due inlined: replay asks this after every event.
+        best = None
+        for c in self.clocks:
+            if c.breached or c.paused_since is not None:
+                continue
+            due, deadline = c.warn_at, c.deadline
+            if due is None or (deadline is not None and deadline <= due):
+                due = deadline
+            if due is not None and (best is None or due < best):
+                best = due
+        return best
 
     def clock(self, metric: Metric) -> SlaClock | None:
         for c in self.clocks:
@@ -200,5 +209,7 @@ class SubjectState:
 
 def state_key(subject_type: SubjectType | str, subject_id: str) -> str:
     """The store key of a subject: chat session and ticket ids may collide, so prefix them."""
-    prefix = "c" if subject_type == SubjectType.CHAT_SESSION else "t"
-    return f"{prefix}:{subject_id}"
+    return ("c:" if subject_type == _CHAT else "t:") + subject_id
+
+
+_CHAT = SubjectType.CHAT_SESSION
