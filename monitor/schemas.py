@@ -6,8 +6,9 @@ rejections with the full validators from here; tests validate published SLA fact
 ``schemas/sla-event.schema.json``.
 
 The directory is ``schemas/`` next to the ``monitor`` package (a source checkout or an
-editable install), or the directory named by the environment variable ``SLA_MONITOR_SCHEMAS``
-(a deployment that ships the schemas elsewhere). Schemas refer to each other by relative
+editable install), the copy inside the package in a wheel install (:mod:`monitor.bundled`), or
+the directory named by the environment variable ``SLA_MONITOR_SCHEMAS`` (a deployment that
+ships the schemas elsewhere). Schemas refer to each other by relative
 ``$ref`` against their ``$id``; the registry built here resolves those from the directory,
 never from the network.
 """
@@ -24,10 +25,12 @@ from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
+from monitor.bundled import schemas_dir
 from monitor.errors import ConfigError
 
-SCHEMA_DIR = Path(__file__).resolve().parents[1] / "schemas"
-"""The default schema directory: the repository's top-level ``schemas/``."""
+SCHEMA_DIR = schemas_dir()
+"""The default schema directory: the repository's top-level ``schemas/`` (a wheel's copy of it
+when installed from one: :mod:`monitor.bundled`)."""
 
 ENV_VAR = "SLA_MONITOR_SCHEMAS"
 ENVELOPE = "events/event.schema.json"

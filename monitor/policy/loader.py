@@ -20,6 +20,7 @@ import orjson
 import yaml
 from jsonschema import Draft202012Validator
 
+from monitor.bundled import policies_dir, schemas_dir
 from monitor.calendar import WorkingTime, make_day_calendar
 from monitor.errors import ConfigError, PolicyError
 from monitor.events import SubjectType, TicketStatus
@@ -28,8 +29,8 @@ from monitor.policy.model import ClockKind, MetricPolicy, Policy, PolicySet, Sel
 from monitor.sla_event import Metric, Penalty, Period
 from monitor.timeutil import MICROS_PER_SECOND, Micros
 
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "policy.schema.json"
-BUNDLED_POLICIES = Path(__file__).resolve().parents[2] / "deploy" / "policies"
+SCHEMA_PATH = schemas_dir() / "policy.schema.json"
+BUNDLED_POLICIES = policies_dir()
 POLICY_SUFFIXES = (".yaml", ".yml", ".toml")
 
 _validator: Draft202012Validator | None = None
