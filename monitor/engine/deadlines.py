@@ -62,14 +62,10 @@ class DeadlineIndex:
         """
         out: list[str] = []
         heap = self._heap
-        while heap:
-            due, key = heap[0]
-            if due >= now:
-                if self._due.get(key) == due:
-                    break
-                heapq.heappop(heap)
-                continue
-            heapq.heappop(heap)
+        # Called before every event in replay, and usually nothing is due: one comparison.
+        # A stale entry on top is left until it is due (then skipped); _compact bounds them.
+        while heap and heap[0][0] < now:
+            due, key = heapq.heappop(heap)
             if self._due.get(key) == due:
                 del self._due[key]
                 self._group.pop(key, None)
