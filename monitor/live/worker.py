@@ -8,6 +8,7 @@ handlers, stops the agents, flushes the producer and commits before exiting).
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -46,6 +47,9 @@ def run_worker(
         setup(app)
     level = "warning" if quiet else settings.log_level
     worker = Worker(app, loglevel=level, quiet=True, redirect_stdouts=False)
+    if quiet or not sys.stdout.isatty():
+        # Faust's start-up spinner writes cursor escapes into logs and the demo's output.
+        worker.spinner = None
     if quiet:
         # Faust's own INFO chatter (rebalances, recovery tables) drowns the demo's output.
         logging.getLogger("faust").setLevel(logging.WARNING)
