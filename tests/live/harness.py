@@ -171,7 +171,7 @@ class WorkerProcess:
                 self.proc.wait(timeout=10)
 
 
-async def produce(broker: str, records: Iterable[tuple[str, bytes | None, bytes]]) -> None:
+async def produce(broker: str, records: Iterable[tuple[str, bytes | None, bytes | None]]) -> None:
     """Sends ``(topic, key, value)`` in order, one record per batch (see broker.py)."""
     producer = AIOKafkaProducer(bootstrap_servers=broker, max_batch_size=1, acks=1)
     await producer.start()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import random
 import time
 from collections.abc import Iterator
 from datetime import datetime
@@ -18,9 +19,10 @@ from typing import Any
 import orjson
 import pytest
 
+from monitor.errors import InvalidEvent
 from monitor.live.broker import EmbeddedBroker
 from monitor.timeutil import parse_rfc3339
-from monitor.validation import MAX_EVENT_BYTES
+from monitor.validation import MAX_EVENT_BYTES, parse_event
 from tests.live.harness import LiveSetup, TopicReader, WorkerProcess, chat, iso, produce
 
 pytestmark = pytest.mark.broker
@@ -238,6 +240,93 @@ async def test_bad_input_goes_to_the_dead_letter_topic(
     reasons = " | ".join(dict(x.headers)["reason"].decode() for x in letters)
     for word in ("JSON", "occurred_at", "session.exploded", "no session.started", "key"):
         assert word.lower() in reasons.lower(), (word, reasons)
+
+
+def hostile_records(
+    setup: LiveSetup, seed: int, count: int
+) -> list[tuple[str, bytes | None, bytes | None]]:
+    """``count`` records a careless or hostile producer might send: random bytes, truncated
+    and mangled JSON, valid events with fields replaced by wrong types, huge or odd strings,
+    tombstones and missing keys, on both input topics. Seeded: the same corpus every run."""
+    rnd = random.Random(seed)
+    s = setup.settings
+    junk: list[Any] = [
+        None, True, -1, 2**63 - 1, -(2**63), 1.5e308, "", "x" * 5000,
+        "\u0000\ud7ff\U0001f600", [], {},
+        {"nested": {"deep": [1, {"a": None}]}}, "2026-13-45T99:99:99Z", "2026-10-08T10:00:00",
+    ]  # fmt: skip
+    out: list[tuple[str, bytes | None, bytes | None]] = []
+    for i in range(count):
+        sid = f"S-fuzz-{seed}-{i}"
+        base = rnd.choice(opened(sid, iso(-rnd.uniform(0, 3600))))
+        topic = rnd.choice((s.topic_chat, s.topic_tickets))
+        key: bytes | None = rnd.choice((sid.encode(), b"", None, rnd.randbytes(8)))
+        shape = rnd.randrange(6)
+        if shape == 0:
+            value: bytes | None = rnd.randbytes(rnd.randrange(0, 300))
+        elif shape == 1:
+            text = orjson.dumps(base)
+            value = text[: rnd.randrange(len(text))]
+        elif shape == 2:
+            event = dict(base)
+            event[rnd.choice(list(event))] = rnd.choice(junk)
+            value = orjson.dumps(event)
+        elif shape == 3:
+            event = dict(base)
+            del event[rnd.choice(list(event))]
+            value = orjson.dumps(event)
+        elif shape == 4:
+            value = orjson.dumps(rnd.choice(junk))
+        else:
+            value = None  # a tombstone (Kafka needs a key then)
+            key = key or sid.encode()
+        out.append((topic, key, value))
+    return out
+
+
+async def test_fuzzed_hostile_input_is_dead_lettered_and_blocks_nothing(
+    live: tuple[LiveSetup, WorkerProcess],
+) -> None:
+    setup, worker = live
+    s = setup.settings
+    hostile = hostile_records(setup, seed=20261122, count=300)
+    sid = session_id("after-fuzz")
+    good = [chat(setup, e) for e in opened(sid, iso())]
+    await produce(s.broker, hostile + good)
+    async with TopicReader(
+        s.broker, [s.topic_deadletter, s.topic_breaches, s.topic_chat, s.topic_tickets]
+    ) as reader:
+        await reader.wait_for(
+            lambda r: bool(of(r.facts(s.topic_breaches), sid)),
+            timeout=30,
+            what="the good session breached after 300 hostile records",
+        )
+        await reader.poll()
+    # Every hostile record the validator refuses on its own is in the dead-letter topic, at
+    # its own coordinates, with a reason; none went through the worker's internal-error path.
+    letters = {}
+    for letter in reader.records[s.topic_deadletter]:
+        headers = {k: v.decode() for k, v in letter.headers}
+        letters[(headers["topic"], int(headers["partition"]), int(headers["offset"]))] = headers
+    produced = {
+        (r.topic, r.value): r for t in (s.topic_chat, s.topic_tickets) for r in reader.records[t]
+    }
+    refused = 0
+    for topic, _, value in hostile:
+        try:
+            if value is None:
+                raise InvalidEvent("tombstone")
+            parse_event(value)
+        except InvalidEvent:
+            refused += 1
+            record = produced[(topic, value)]
+            where = (topic, record.partition, record.offset)
+            assert where in letters, (where, value)
+            assert letters[where]["reason"]
+    assert refused > 200  # the corpus really is hostile
+    assert not [h for h in letters.values() if h["reason"].startswith("internal error")]
+    assert worker.proc is not None
+    assert worker.proc.poll() is None  # still running
 
 
 def _letters_for(reader: TopicReader, topic: str, bad: list[tuple[str, bytes, bytes]]) -> list[Any]:
