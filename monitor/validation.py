@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, NamedTuple
 
@@ -46,6 +46,12 @@ MAX_EVENT_BYTES: Final = 64 * 1024
 must not make the consumer allocate without bound."""
 
 _MISSING: Final = object()
+RFC3339_PATTERN: Final = (
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?"
+    r"(Z|[+-][0-9]{2}:[0-9]{2})$"
+)
+"""The ``occurred_at`` pattern of ``schemas/events/common.schema.json``: while the schema says
+exactly this, the fast path converts timestamps a minute at a time (see _instant_by_minute)."""
 _ACTORS: Final = {a.value: a for a in Actor}
 _STATUSES: Final = {s.value: s for s in TicketStatus}
 
@@ -118,6 +124,7 @@ class _Plan(NamedTuple):
     strings: tuple[_StrField, ...]
     enums: tuple[_EnumField, ...]
     booleans: tuple[_BoolField, ...]
+    instant: Callable[[str], int | None]  # occurred_at (checked by the schema) to an instant
 
 
 # Event's positional arguments by field name; the JSON names that differ map onto them.
@@ -130,6 +137,7 @@ _JSON_TO_SLOT: Final = {
 }
 _CONVERT: Final[dict[str, Mapping[str, object]]] = {"actor": _ACTORS, "status": _STATUSES}
 _OCCURRED_AT: Final = _SLOTS["occurred_at"]
+_new_event: Final = tuple.__new__
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _MICRO: Final = timedelta(microseconds=1)
 
@@ -231,7 +239,7 @@ def _fast_path(obj: object) -> Event | None:
     plan = plans.get(event_type)
     if plan is None:
         return None
-    template, strings, enums, booleans = plan
+    template, strings, enums, booleans, instant = plan
     args: list[Any] = list(template)
     for name, slot, required, default, lo, hi, patterns in strings:
         value = obj.get(name, _MISSING)
@@ -272,13 +280,70 @@ def _fast_path(obj: object) -> Event | None:
             return None
         if slot >= 0:
             args[slot] = value
+    at = instant(args[_OCCURRED_AT])
+    if at is None:
+        return None
+    args[_OCCURRED_AT] = at
+    return _new_event(Event, args)  # Event._make without its length check: args fits
+
+
+def _instant(text: str) -> int | None:
+    """The instant of a timestamp the schema pattern accepted; None if it names no real time.
+
+    The pattern guarantees the shape and the offset; fromisoformat rejects impossible dates
+    and times (month 13, 25:00, second 60). Integer division keeps microseconds exact.
+    """
     try:
-        # The schema pattern already guarantees the shape and the offset; fromisoformat rejects
-        # impossible dates and times. Integer division keeps microseconds exact.
-        args[_OCCURRED_AT] = (datetime.fromisoformat(args[_OCCURRED_AT]) - _EPOCH) // _MICRO
+        return (datetime.fromisoformat(text) - _EPOCH) // _MICRO
     except ValueError:
         return None
-    return Event._make(args)
+
+
+# "YYYY-MM-DDThh:mm" -> (its offset as written, the instant the minute starts, the length of
+# a timestamp of it without a fraction), for _instant_by_minute. Bounded; cleared when full.
+_minutes: dict[str, tuple[str, int, int]] = {}
+_MINUTES_KEPT: Final = 4096
+# Seconds as written -> microseconds; fromisoformat accepts 00-59, the pattern allows 00-99.
+_SECONDS: Final = {f"{s:02}": s * 1_000_000 for s in range(60)}
+
+
+def _instant_by_minute(text: str) -> int | None:
+    """:func:`_instant` for timestamps in exactly the layout of :data:`RFC3339_PATTERN`.
+
+    The datetime arithmetic is about a quarter of the fast path's time, yet the events of one
+    minute differ only in their seconds and fraction: plain digits that fromisoformat accepts
+    whatever they are, except a second of 60 or more. So each minute is parsed once, with
+    fromisoformat, and each event of it adds its own seconds and fraction.
+    """
+    # Layout: [0:16] "YYYY-MM-DDThh:mm", [16] ":", [17:19] seconds, then "." and 1 to 6
+    # digits or nothing, then the offset: "Z", "+hh:mm" or "-hh:mm". (Or that and a newline,
+    # which "$" lets through: no remembered offset ends with one, so the exact path rejects
+    # it.) Ending with the remembered offset, the text has exactly that offset.
+    minute = _minutes.get(text[:16])
+    if minute is None or not text.endswith(minute[0]):
+        return _remember_minute(text)
+    seconds = _SECONDS.get(text[17:19])
+    if seconds is None:
+        return None
+    _, start, plain = minute
+    if len(text) == plain:
+        return start + seconds
+    return start + seconds + int(text[20 : len(text) - plain + 19].ljust(6, "0"))
+
+
+def _remember_minute(text: str) -> int | None:
+    """:func:`_instant` the exact way, remembering where the minute of ``text`` starts."""
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    instant: int = (at - _EPOCH) // _MICRO
+    if len(_minutes) >= _MINUTES_KEPT:
+        _minutes.clear()
+    offset = "Z" if text[-1] == "Z" else text[-6:]
+    start = instant - at.second * 1_000_000 - at.microsecond
+    _minutes[text[:16]] = (offset, start, 19 + len(offset))
+    return instant
 
 
 def _compile_plans() -> dict[str, _Plan]:
@@ -329,6 +394,7 @@ def _compile_plans() -> dict[str, _Plan]:
         template[_SLOTS["subject_type"]] = (
             SubjectType.CHAT_SESSION if is_chat else SubjectType.TICKET
         )
+        instant = _instant
         strings: list[_StrField] = []
         enums: list[_EnumField] = []
         booleans: list[_BoolField] = []
@@ -344,12 +410,18 @@ def _compile_plans() -> dict[str, _Plan]:
                 dispatchable = name in field.accepted
             elif isinstance(field, _StrField):
                 strings.append(field)
+                if prop == "occurred_at" and [p.pattern for p in field.patterns] == [
+                    RFC3339_PATTERN
+                ]:
+                    instant = _instant_by_minute  # the layout it relies on is guaranteed
             elif isinstance(field, _EnumField):
                 enums.append(field)
             else:
                 booleans.append(field)
         if dispatchable:
-            plans[name] = _Plan(tuple(template), tuple(strings), tuple(enums), tuple(booleans))
+            plans[name] = _Plan(
+                tuple(template), tuple(strings), tuple(enums), tuple(booleans), instant
+            )
     _plans = plans
     return plans
 

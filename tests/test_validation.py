@@ -353,6 +353,35 @@ def test_fast_path_agrees_with_the_schema(obj: dict[str, Any]) -> None:
         assert fast.occurred_at == parse_rfc3339(obj["occurred_at"])
 
 
+@settings(max_examples=500, deadline=None)
+@given(
+    timestamps,
+    st.lists(
+        st.tuples(
+            st.sampled_from(["00", "07", "59", "60", "99"]),
+            st.sampled_from(["", ".5", ".05", ".123456", ".1234567", "."]),
+            st.sampled_from(["", "\n", "x"]),
+        ),
+        min_size=1,
+        max_size=6,
+    ),
+)
+def test_timestamps_of_one_minute_agree_with_the_schema(
+    first: str, variants: list[tuple[str, str, str]]
+) -> None:
+    """The fast path converts timestamps a minute at a time: after the first timestamp of a
+    minute, others of that minute (any seconds, fraction, trailing junk) still get exactly
+    the schema's verdict and value."""
+    zone = first[19:].lstrip(".0123456789")
+    for seconds, fraction, junk in [("00", "", ""), *variants]:
+        text = f"{first[:17]}{seconds}{fraction}{zone}{junk}"
+        obj = event("session.closed", occurred_at=text)
+        fast = validation._fast_path(obj)
+        assert (fast is not None) == schema_says_valid(obj), text
+        if fast is not None:
+            assert fast.occurred_at == parse_rfc3339(text)
+
+
 @settings(max_examples=300, deadline=None)
 @given(json_values)
 def test_any_json_value_is_either_an_event_or_an_invalid_event(value: object) -> None:
