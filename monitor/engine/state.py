@@ -49,7 +49,9 @@ class SlaClock:
     target: int  # microseconds of `kind` time
     kind: ClockKind
     clause: str
-    pauses: list[tuple[int, int]] = field(default_factory=list)
+    # A tuple, replaced on the rare resume: most clocks never pause, and the shared empty
+    # tuple spares each of them a list (an allocation, and an object for the collector).
+    pauses: tuple[tuple[int, int], ...] = ()
     paused_since: int | None = None
     deadline: int | None = None  # while running: when the target is used up
     warn_at: int | None = None  # while running: when the next warning share is reached
@@ -97,7 +99,7 @@ class SlaClock:
             target=target,
             kind=_CLOCKS[kind],
             clause=clause,
-            pauses=[(a, b) for a, b in pauses],
+            pauses=tuple((a, b) for a, b in pauses),
             paused_since=paused,
             deadline=deadline,
             warn_at=warn,
