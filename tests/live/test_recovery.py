@@ -1,7 +1,9 @@
 """A generated day of traffic through live workers, checked against replay (the oracle).
 
 * a worker killed with SIGKILL mid-stream and restarted loses no breach;
-* two workers sharing the partitions produce, between them, replay's result.
+* two workers sharing the partitions produce, between them, replay's result;
+* a worker joining mid-stream, and the first one then leaving, hand partitions over (twice)
+  without losing or adding anything.
 
 "The same result" is the set of ``sla_id`` with their final kinds
 (:func:`monitor.replay.final_kinds`), read back from the output topics as a downstream consumer
@@ -173,6 +175,39 @@ async def test_two_workers_share_the_partitions(broker: Any, tmp_path: Path) -> 
         assert b, (a, b)
         assert a.isdisjoint(b), (a, b)
         assert a | b == set(range(s.partitions)), (a, b)
+    finally:
+        second.stop()
+        first.stop()
+
+
+async def test_a_worker_joins_then_the_first_leaves_mid_stream(broker: Any, tmp_path: Path) -> None:
+    setup = LiveSetup(broker.bootstrap, tmp_path, policies=None, store="rocksdb://", partitions=4)
+    s = setup.settings
+    await setup.create_topics()
+    events = generated_day(seed=31)
+    oracle = expected(events)
+    await produce(s.broker, [record_for(setup, e) for e in events])
+    first, second = setup.worker("a"), setup.worker("b")
+    first.start()
+    try:
+        async with TopicReader(
+            s.broker, [s.topic_warnings, s.topic_breaches, s.topic_outcomes]
+        ) as reader:
+            await first.wait_ready()
+            await reader.wait_for(
+                lambda r: unique_facts(r, setup) >= 100, timeout=60, what="the first facts"
+            )
+            second.start()  # rebalance 1: the partitions are split, mid-stream
+            await wait_for_split(first, second, s.partitions)
+            await reader.poll()
+            assert live_kinds(reader, setup) != oracle, "all done before the second joined"
+            first.stop()  # rebalance 2: a graceful leave, the second takes everything
+            await second.wait_ready(count=2, timeout=60)
+            assert sorted(second.assigned()) == list(range(s.partitions))
+            live = await wait_for_oracle(reader, setup, oracle, timeout=90)
+        assert live == oracle, diff(live, oracle, reader)
+        for w in (first, second):
+            assert "never reached the worker" not in w.log_path.read_text()
     finally:
         second.stop()
         first.stop()
