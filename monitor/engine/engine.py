@@ -220,7 +220,7 @@ class _Run:
         clock = SlaClock(metric, seq, at, period, rule.within, rule.clock, rule.clause)
         if state.status in rules.pause_when:
             clock.paused_since = at
-        state.clocks.append(clock)
+        state.clocks += (clock,)
         self.schedule(clock)
 
     def schedule(self, clock: SlaClock) -> None:
@@ -303,7 +303,9 @@ class _Run:
     def stop(self, state: SubjectState, clock: SlaClock, at: int, *, met: bool, why: str) -> None:
         """Ends a clock at ``at``: with the response (``met=True``) or because it no longer
         applies (the session closed, the ticket was solved)."""
-        state.clocks.remove(clock)
+        clocks = state.clocks
+        i = clocks.index(clock)
+        state.clocks = clocks[:i] + clocks[i + 1 :]
         if clock.breached:
             if clock.deadline is not None and at <= clock.deadline:
                 self.emit(_RETRACTION, state, clock, reason=why, responded_at=at if met else None)
@@ -375,7 +377,7 @@ class _Run:
 
     def finish(self, state: SubjectState, at: int, why: str, *, resolved: bool) -> None:
         """The subject is done: a resolution clock is met, every other clock is moot."""
-        for clock in list(state.clocks):
+        for clock in state.clocks:  # a tuple: stop() replaces it, this loop keeps its own
             met = resolved and clock.metric is _RESOLUTION
             self.stop(state, clock, at, met=met, why=why)
         state.finished_at = at
@@ -478,7 +480,7 @@ def _ticket_priority_changed(run: _Run, event: Event, state: SubjectState | None
     if event.priority == state.priority:
         return state
     state.priority = event.priority
-    for clock in list(state.clocks):
+    for clock in state.clocks:
         run.retarget(state, clock)
     return state
 

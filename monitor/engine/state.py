@@ -127,7 +127,10 @@ class SubjectState:
     next_seq: int = 1  # seq of the next next_response clock
     update_seq: int = 1  # seq of the next periodic_update clock
     seen: list[int] = field(default_factory=list)
-    clocks: list[SlaClock] = field(default_factory=list)
+    # A tuple, replaced when a clock starts or stops: replay holds every subject's record and
+    # most are finished, with no clock. They all share the empty tuple, where an empty list
+    # each was one more object per subject for the cyclic garbage collector to walk.
+    clocks: tuple[SlaClock, ...] = ()
 
     @property
     def key(self) -> str:
@@ -205,7 +208,7 @@ class SubjectState:
             next_seq=next_seq,
             update_seq=update_seq,
             seen=seen,
-            clocks=[SlaClock.from_list(c) for c in clocks],
+            clocks=tuple(SlaClock.from_list(c) for c in clocks),
         )
 
 
