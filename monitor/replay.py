@@ -62,8 +62,9 @@ class Replay:
             out = []
         key = state_key(event.subject_type, event.subject_id)
         states = self.states
+        previous = states.get(key)
         try:
-            step = self.engine.apply(states.get(key), event, clock)
+            step = self.engine.apply(previous, event, clock)
         except (RejectedEvent, CalendarError) as exc:
             stats.rejected += 1
             self.rejections.append((event, str(exc)))
@@ -75,7 +76,8 @@ class Replay:
             states.pop(key, None)
             self.index.schedule(key, None)
         else:
-            states[key] = state
+            if state is not previous:  # usually the same record, updated in place
+                states[key] = state
             self.index.schedule(key, state.next_due)
         facts = step.events
         if facts:

@@ -223,8 +223,12 @@ class _Run:
         state.clocks += (clock,)
         self.schedule(clock)
 
-    def schedule(self, clock: SlaClock) -> None:
-        """Recomputes ``deadline`` and ``warn_at`` of a running clock from its record."""
+    def schedule(self, clock: SlaClock, *, warning_only: bool = False) -> None:
+        """Recomputes ``deadline`` and ``warn_at`` of a running clock from its record.
+
+        ``warning_only`` after a warning: the deadline does not depend on how many warnings
+        went out, and a working-time deadline is worth not walking the calendar again for.
+        """
         if clock.paused_since is not None or clock.breached:
             clock.deadline = clock.warn_at = None
             return
@@ -238,11 +242,13 @@ class _Run:
         warned = clock.warned
         mark = round(target * shares[warned]) if warned < len(shares) else None
         if clock.kind is _WALL:  # add() inlined for the common kind: plain arithmetic
-            clock.deadline = resumed + max(target - used, 0)
+            if not warning_only:
+                clock.deadline = resumed + max(target - used, 0)
             clock.warn_at = None if mark is None else resumed + max(mark - used, 0)
         else:
             add = self.working_time.add
-            clock.deadline = add(resumed, max(target - used, 0))
+            if not warning_only:
+                clock.deadline = add(resumed, max(target - used, 0))
             clock.warn_at = None if mark is None else add(resumed, max(mark - used, 0))
 
     def shares(self, clock: SlaClock) -> tuple[float, ...]:
@@ -294,7 +300,7 @@ class _Run:
         while clock.warn_at is not None and clock.warn_at < self.now:
             self.emit(_WARNING, state, clock, share=shares[clock.warned])
             clock.warned += 1
-            self.schedule(clock)
+            self.schedule(clock, warning_only=True)
         if clock.deadline is not None and clock.deadline < self.now:
             self.emit(_BREACH, state, clock)
             clock.breached = True
@@ -361,8 +367,8 @@ class _Run:
 
     def respond(self, state: SubjectState, at: int, who: str) -> None:
         """A human response at ``at`` answers every response clock started before it."""
-        for clock in [c for c in state.clocks if c.metric in RESPONSE_METRICS]:
-            if clock.started_at <= at:
+        for clock in state.clocks:  # a tuple: stop() replaces it, this loop keeps its own
+            if clock.metric in RESPONSE_METRICS and clock.started_at <= at:
                 self.stop(state, clock, at, met=True, why=f"{who} responded in time")
         if state.responded_at is None or at < state.responded_at:
             state.responded_at = at
