@@ -358,8 +358,10 @@ def test_fast_path_agrees_with_the_schema(obj: dict[str, Any]) -> None:
     timestamps,
     st.lists(
         st.tuples(
-            st.sampled_from(["00", "07", "59", "60", "99"]),
-            st.sampled_from(["", ".5", ".05", ".123456", ".1234567", "."]),
+            st.sampled_from([":", ":", "x"]),
+            st.sampled_from(["00", "07", "59", "60", "99", "0", "0x", "٠٣"]),
+            st.sampled_from(["", ".5", ".05", ".123456", ".1234567", ".", ".1a", ".٣", "5", "x12"]),
+            st.sampled_from([None, "Z", "+00:00", "-03:30", "+0800", ""]),
             st.sampled_from(["", "\n", "x"]),
         ),
         min_size=1,
@@ -367,14 +369,15 @@ def test_fast_path_agrees_with_the_schema(obj: dict[str, Any]) -> None:
     ),
 )
 def test_timestamps_of_one_minute_agree_with_the_schema(
-    first: str, variants: list[tuple[str, str, str]]
+    first: str, variants: list[tuple[str, str, str, str | None, str]]
 ) -> None:
-    """The fast path converts timestamps a minute at a time: after the first timestamp of a
-    minute, others of that minute (any seconds, fraction, trailing junk) still get exactly
-    the schema's verdict and value."""
+    """The fast path checks and converts timestamps a minute at a time: after the first
+    timestamp of a minute, others of that minute (any separator, seconds, fraction, offset,
+    trailing junk) still get exactly the schema's verdict and value."""
     zone = first[19:].lstrip(".0123456789")
-    for seconds, fraction, junk in [("00", "", ""), *variants]:
-        text = f"{first[:17]}{seconds}{fraction}{zone}{junk}"
+    for sep, seconds, fraction, other_zone, junk in [(":", "00", "", None, ""), *variants]:
+        offset = zone if other_zone is None else other_zone
+        text = f"{first[:16]}{sep}{seconds}{fraction}{offset}{junk}"
         obj = event("session.closed", occurred_at=text)
         fast = validation._fast_path(obj)
         assert (fast is not None) == schema_says_valid(obj), text
