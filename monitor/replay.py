@@ -54,7 +54,8 @@ class Replay:
         if clock is None or at > clock:
             # advance_to(at), inlined: this runs for most events and usually fires nothing.
             self.clock = clock = at
-            due = self.index.pop_due(at)
+            index = self.index
+            due = index.pop_due(at) if at > index.due_bound else None
             out = self._fire(due, at) if due else []
         else:
             if at < clock:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from monitor.engine import DeadlineIndex, SubjectState
 from monitor.sla_event import Kind
 from tests.factories import Run, ev, t
@@ -55,6 +58,39 @@ def test_deadline_index_pops_in_order_and_drops_revoked_groups() -> None:
     index.schedule("e", 7)
     index.schedule("e", None)
     assert index.pop_due(100) == []
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["schedule", "pop", "drop", "clear"]),
+            st.sampled_from("abcd"),
+            st.none() | st.integers(0, 50),
+        ),
+        max_size=40,
+    )
+)
+def test_due_bound_never_passes_a_pending_deadline(ops: list[tuple[str, str, int | None]]) -> None:
+    """Replay skips pop_due while its clock has not passed due_bound: no due key may hide."""
+    index = DeadlineIndex()
+    live: dict[str, int] = {}
+    for op, key, value in ops:
+        if op == "schedule":
+            index.schedule(key, value, group=ord(key) % 2)
+            if value is None:
+                live.pop(key, None)
+            else:
+                live[key] = value
+        elif op == "pop" and value is not None:
+            assert sorted(index.pop_due(value)) == sorted(k for k, d in live.items() if d < value)
+            live = {k: d for k, d in live.items() if d >= value}
+        elif op == "drop":
+            index.drop_groups({ord(key) % 2})
+            live = {k: d for k, d in live.items() if ord(k) % 2 != ord(key) % 2}
+        elif op == "clear":
+            index.clear()
+            live.clear()
+        assert all(index.due_bound <= d for d in live.values())
 
 
 def test_instants_are_microseconds() -> None:

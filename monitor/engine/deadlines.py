@@ -17,12 +17,18 @@ from collections.abc import Iterable
 
 from monitor.timeutil import Micros
 
+_NEVER = 2**63  # after any instant
+
 
 class DeadlineIndex:
     def __init__(self) -> None:
         self._heap: list[tuple[int, str]] = []
         self._due: dict[str, int] = {}
         self._group: dict[str, int] = {}
+        self.due_bound: int = _NEVER
+        """No pending deadline is earlier than this (it may be earlier than all of them): a
+        caller that polls for every event reads it, and calls :meth:`pop_due` only once its
+        clock has passed it."""
 
     def __len__(self) -> int:
         """The number of keys with a pending deadline."""
@@ -46,6 +52,7 @@ class DeadlineIndex:
         self._due[key] = due
         self._group[key] = group
         heapq.heappush(self._heap, (due, key))
+        self.due_bound = min(self.due_bound, due)
         if len(self._heap) > 2 * len(self._due) + 1024:
             self._compact()
 
@@ -70,6 +77,7 @@ class DeadlineIndex:
                 del self._due[key]
                 self._group.pop(key, None)
                 out.append(key)
+        self.due_bound = heap[0][0] if heap else _NEVER
         return out
 
     def drop_groups(self, groups: Iterable[int]) -> int:
@@ -91,6 +99,7 @@ class DeadlineIndex:
         self._heap.clear()
         self._due.clear()
         self._group.clear()
+        self.due_bound = _NEVER
 
     def _skip_stale(self) -> None:
         heap = self._heap
@@ -100,3 +109,4 @@ class DeadlineIndex:
     def _compact(self) -> None:
         self._heap = [(due, key) for key, due in self._due.items()]
         heapq.heapify(self._heap)
+        self.due_bound = self._heap[0][0] if self._heap else _NEVER
