@@ -398,18 +398,14 @@ _CREATING = frozenset({EventType.SESSION_STARTED, EventType.TICKET_CREATED})
 
 
 def _new_state(run: _Run, event: Event, priority: str) -> SubjectState:
-    policy = run.engine.policies.for_subject(event.tenant, event.subject_type)
     engine = run.engine
-    run.use(engine._rules.get(policy.name) or engine._load(policy.name))
+    name = engine._policies.for_subject(event.tenant, event.subject_type).name
+    run.use(engine._rules.get(name) or engine._load(name))
+    at = event.occurred_at
+    # Positional, in field order (subject_type, subject_id, tenant, policy, channel,
+    # priority, created_at, last_event_at): keywords cost a dataclass __init__ more.
     return SubjectState(
-        subject_type=event.subject_type,
-        subject_id=event.subject_id,
-        tenant=event.tenant,
-        policy=policy.name,
-        channel=event.channel,
-        priority=priority,
-        created_at=event.occurred_at,
-        last_event_at=event.occurred_at,
+        event.subject_type, event.subject_id, event.tenant, name, event.channel, priority, at, at
     )
 
 

@@ -29,7 +29,11 @@ MAX_SEEN = 512  # event-id digests remembered per subject for de-duplication
 
 def event_digest(event_id: str) -> int:
     """A stable 63-bit digest of an event id (Python's hash() changes between processes)."""
-    return int.from_bytes(hashlib.blake2b(event_id.encode(), digest_size=8).digest()) >> 1
+    return _from_bytes(_blake2b(event_id.encode(), digest_size=8).digest()) >> 1
+
+
+_blake2b = hashlib.blake2b  # bound once: event_digest runs for every event
+_from_bytes = int.from_bytes
 
 
 @dataclass(slots=True)
@@ -158,9 +162,10 @@ class SubjectState:
         return None
 
     def remember(self, digest: int) -> None:
-        self.seen.append(digest)
-        if len(self.seen) > MAX_SEEN:
-            del self.seen[: len(self.seen) - MAX_SEEN]
+        seen = self.seen
+        seen.append(digest)
+        if len(seen) > MAX_SEEN:
+            del seen[: len(seen) - MAX_SEEN]
 
     def to_bytes(self) -> bytes:
         return orjson.dumps(
