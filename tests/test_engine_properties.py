@@ -101,3 +101,19 @@ def test_nothing_overdue_is_left_unfired_and_facts_are_consistent(
 def test_index_is_derived_state() -> None:
     index = DeadlineIndex()
     assert index.next_due() is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.integers(0, 11 * 86_400 * 10**6),
+    st.integers(0, 40 * 3600 * 10**6) | st.sampled_from([0, 1, 3 * 3600 * 10**6]),
+    st.integers(1, 40 * 3600 * 10**6) | st.sampled_from([1, 3600 * 10**6]),
+)
+def test_working_time_adds_up_as_schedule_assumes(start: int, first: int, rest: int) -> None:
+    """The engine walks a working-time deadline on from its warning: that is only right if
+    add(s, a + b) == add(add(s, a), b) for b > 0, which this checks on the bundled policies'
+    calendars (around the 2026 National Day holidays, lunch breaks included)."""
+    start += int(DAYS[0].timestamp()) * 10**6
+    for policy in default_policies().policies.values():
+        wt = policy.working_time
+        assert wt.add(wt.add(start, first), rest) == wt.add(start, first + rest)

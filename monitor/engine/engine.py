@@ -260,9 +260,19 @@ class _Run:
             clock.warn_at = None if mark is None else resumed + max(mark - used, 0)
         else:
             add = self.working_time.add
+            rest = max(target - used, 0)
+            if mark is None:
+                clock.warn_at = None
+                if not warning_only:
+                    clock.deadline = add(resumed, rest)
+                return
+            early = max(mark - used, 0)
+            clock.warn_at = warn_at = add(resumed, early)
             if not warning_only:
-                clock.deadline = add(resumed, max(target - used, 0))
-            clock.warn_at = None if mark is None else add(resumed, max(mark - used, 0))
+                # add(s, a + b) == add(add(s, a), b) for b > 0 (add gives the earliest instant
+                # with between(s, x) == duration, and between is additive), so the deadline
+                # walks the calendar on from the warning rather than from the start again.
+                clock.deadline = add(warn_at, rest - early) if rest > early else add(resumed, rest)
 
     def shares(self, clock: SlaClock) -> tuple[float, ...]:
         rules = self.metrics.get(clock.metric)
@@ -323,7 +333,9 @@ class _Run:
         """Ends a clock at ``at``: with the response (``met=True``) or because it no longer
         applies (the session closed, the ticket was solved)."""
         clocks = state.clocks
-        i = clocks.index(clock)
+        i = 0
+        while clocks[i] is not clock:  # by identity: == compares every field of a clock
+            i += 1
         state.clocks = clocks[:i] + clocks[i + 1 :]
         if clock.breached:
             if clock.deadline is not None and at <= clock.deadline:
