@@ -324,7 +324,8 @@ def _instant_by_minute(text: str) -> int | None:
     # offset passed the pattern; ending with that offset, the text has exactly that offset
     # ("$" would let a trailing newline through, but no remembered offset ends with one).
     minute = _minutes.get(text[:16])
-    if minute is None or not text.endswith(minute[0]) or text[16] != ":":
+    # (Slices, not indexing, here and below: they cannot raise on a short text.)
+    if minute is None or not text.endswith(minute[0]) or text[16:17] != ":":
         return _remember_minute(text)
     seconds = _SECONDS.get(text[17:19])  # two ASCII digits, 00 to 59
     if seconds is None:
@@ -334,7 +335,7 @@ def _instant_by_minute(text: str) -> int | None:
         return start + seconds
     fraction = text[19 : len(text) - len(offset)]
     digits = fraction[1:]
-    if fraction[0] != "." or len(digits) > 6 or not (digits.isascii() and digits.isdigit()):
+    if fraction[:1] != "." or len(digits) > 6 or not (digits.isascii() and digits.isdigit()):
         return _remember_minute(text)
     return start + seconds + int(digits.ljust(6, "0"))
 

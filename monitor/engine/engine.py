@@ -100,9 +100,8 @@ class SlaEngine:
                 )
         elif digest in state.seen:
             return Step(state, [], duplicate=True)
-        # A new subject's policy is chosen by its handler; a stored one names its own.
         if state is None:
-            run = _Run(self, now, None)  # the handler picks the policy
+            run = _Run(self, now, None)  # a new subject: the handler picks the policy
         else:
             run = (self._rules.get(state.policy) or self._load(state.policy)).run
             run.now, run.out = now, []
@@ -200,11 +199,6 @@ class _Run:
         self.working_time = rules.working_time
 
     # -- time arithmetic in a clock's own kind -------------------------------------------
-
-    def add(self, kind: ClockKind, start: int, duration: int) -> int:
-        if kind is _WALL:
-            return start + duration
-        return self.working_time.add(start, duration)
 
     def measure(self, kind: ClockKind, start: int, end: int) -> int:
         if end <= start:
