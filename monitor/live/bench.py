@@ -117,16 +117,9 @@ async def _bench(overrides: dict[str, Any], work: Path, plan: Plan) -> int:
         LATENCY_POLICY.format(target=f"{latency_target:g}", tenant=LATENCY_TENANT)
     )
     name = f"bench{os.getpid()}x{int(time.time())}"
-    settings = Settings(
+    settings = Settings.namespaced(
+        name,
         **overrides,
-        app_id=f"{name}-app",
-        topic_chat=f"{name}.chat.sessions",
-        topic_tickets=f"{name}.tickets",
-        topic_breaches=f"{name}.sla.breaches",
-        topic_warnings=f"{name}.sla.warnings",
-        topic_outcomes=f"{name}.sla.outcomes",
-        topic_deadletter=f"{name}.sla.deadletter",
-        topic_timeouts=f"{name}.sla.timeouts",
         partitions=partitions,
         policies=str(policies),
         store=store,

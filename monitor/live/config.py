@@ -144,6 +144,18 @@ class Settings:
         """Faust's name for the table's changelog: ``<app id>-<table>-changelog``."""
         return f"{self.app_id}-{self.table_name}-changelog"
 
+    @classmethod
+    def namespaced(cls, prefix: str, **fields: Any) -> Settings:
+        """Settings whose consumer group and every topic name start with ``prefix``: an
+        isolated deployment on a shared broker (tests, benchmarks, a staging tenant)."""
+        defaults = cls()
+        topics = {
+            f.name: f"{prefix}.{getattr(defaults, f.name)}"
+            for f in dataclasses.fields(cls)
+            if f.name.startswith("topic_")
+        }
+        return cls(**{"app_id": f"{prefix}-app", **topics, **fields})
+
     def to_env(self) -> dict[str, str]:
         """These settings as ``SLA_*`` environment variables (unset fields left out), for
         starting a worker process with exactly them; :func:`load_settings` reads them back."""

@@ -53,17 +53,9 @@ class LiveSetup:
 
     @property
     def settings(self) -> Settings:
-        n = self.name
-        return Settings(
+        return Settings.namespaced(
+            self.name,
             broker=self.broker,
-            app_id=f"{n}-app",
-            topic_chat=f"{n}.chat.sessions",
-            topic_tickets=f"{n}.tickets",
-            topic_breaches=f"{n}.sla.breaches",
-            topic_warnings=f"{n}.sla.warnings",
-            topic_outcomes=f"{n}.sla.outcomes",
-            topic_deadletter=f"{n}.sla.deadletter",
-            topic_timeouts=f"{n}.sla.timeouts",
             partitions=self.partitions,
             policies=self.policies,
             store=self.store,

@@ -118,6 +118,14 @@ def test_settings_survive_the_environment_round_trip() -> None:
     assert load_settings(None, env) == settings
 
 
+def test_namespaced_settings_prefix_the_group_and_every_topic() -> None:
+    settings = Settings.namespaced("t1", partitions=2)
+    assert settings.app_id == "t1-app"
+    assert settings.topic_chat == "t1.chat.sessions"
+    assert all(t.startswith("t1") for t in settings.all_topics())
+    assert settings.partitions == 2
+
+
 def test_copartitioned_topics_include_the_changelog() -> None:
     settings = Settings(app_id="x")
     assert settings.changelog_topic == "x-subjects-changelog"
