@@ -52,7 +52,8 @@ class DeadlineIndex:
         self._due[key] = due
         self._group[key] = group
         heapq.heappush(self._heap, (due, key))
-        self.due_bound = min(self.due_bound, due)
+        if due < self.due_bound:  # noqa: PLR1730 - min() would be a call on every reschedule
+            self.due_bound = due
         if len(self._heap) > 2 * len(self._due) + 1024:
             self._compact()
 

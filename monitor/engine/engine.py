@@ -107,7 +107,8 @@ class SlaEngine:
             run.now, run.out = now, []
         new_state = _HANDLERS[event.type](run, event, state)
         new_state.remember(digest)
-        new_state.last_event_at = max(new_state.last_event_at, event.occurred_at)
+        at, last = event.occurred_at, new_state.last_event_at
+        new_state.last_event_at = at if at > last else last  # max() without the call
         return Step(new_state, run.out, False)
 
     def advance(self, state: SubjectState, now: int) -> Step:
