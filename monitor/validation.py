@@ -87,8 +87,6 @@ class _StrField(NamedTuple):
 
     name: str
     slot: int  # position in Event's arguments; -1: checked but not recorded
-    required: bool
-    default: object  # applied when absent and not required (None when the schema gives none)
     min_len: int
     max_len: int
     patterns: tuple[re.Pattern[str], ...]
@@ -106,26 +104,28 @@ class _EnumField(NamedTuple):
 
     name: str
     slot: int
-    required: bool
-    default: object  # already converted
     accepted: Mapping[str, object]
 
 
 class _BoolField(NamedTuple):
     name: str
     slot: int
-    required: bool
-    default: object
+
+
+_Field = _StrField | _EnumField | _BoolField
 
 
 class _Plan(NamedTuple):
     """Everything the fast path needs for one event type, fields grouped by JSON type so
     that the hot loop has no per-field dispatch."""
 
-    template: tuple[object, ...]  # Event's arguments, constants filled in (type, subject_type)
-    strings: tuple[_StrField, ...]
+    # Event's arguments with the constants (type, subject_type) and the defaults of optional
+    # properties filled in.
+    template: tuple[object, ...]
+    strings: tuple[_StrField, ...]  # required properties, by JSON type
     enums: tuple[_EnumField, ...]
     booleans: tuple[_BoolField, ...]
+    optional: tuple[_Field, ...]  # checked only when present
     instant: Callable[[str], int | None]  # occurred_at (checked by the schema) to an instant
 
 
@@ -241,52 +241,65 @@ def _fast_path(obj: object) -> Event | None:
     plan = plans.get(event_type)
     if plan is None:
         return None
-    template, strings, enums, booleans, instant = plan
+    template, strings, enums, booleans, optional, instant = plan
     args: list[Any] = list(template)
-    for name, slot, required, default, lo, hi, patterns in strings:
-        value = obj.get(name, _MISSING)
-        if value is _MISSING:
-            if required:
-                return None
-            value = default
-        elif not isinstance(value, str) or not lo <= len(value) <= hi:
+    # Required properties: get() gives None for an absent one, and None fails every check.
+    for name, slot, lo, hi, patterns in strings:
+        value = obj.get(name)
+        if not isinstance(value, str) or not lo <= len(value) <= hi:
             return None
-        elif patterns:
+        if patterns:
             for pattern in patterns:
                 if pattern.search(value) is None:
                     return None
         if slot >= 0:
             args[slot] = value
-    for name, slot, required, default, accepted in enums:
-        value = obj.get(name, _MISSING)
-        if value is _MISSING:
-            if required:
-                return None
-            value = default
-        else:
-            # isinstance first: an unhashable value (a list) must not reach the dict lookup.
-            if not isinstance(value, str):
-                return None
-            value = accepted.get(value, _MISSING)
-            if value is _MISSING:
-                return None
-        if slot >= 0:
-            args[slot] = value
-    for name, slot, required, default in booleans:
-        value = obj.get(name, _MISSING)
-        if value is _MISSING:
-            if required:
-                return None
-            value = default
-        elif value is not True and value is not False:
+    for name, slot, accepted in enums:
+        value = obj.get(name)
+        # isinstance first: an unhashable value (a list) must not reach the dict lookup.
+        if not isinstance(value, str):
+            return None
+        value = accepted.get(value)  # what the record stores; never None
+        if value is None:
             return None
         if slot >= 0:
             args[slot] = value
+    for name, slot in booleans:
+        value = obj.get(name)
+        if value is not True and value is not False:
+            return None
+        if slot >= 0:
+            args[slot] = value
+    for field in optional:  # rare: the template already holds their defaults
+        value = obj.get(field.name, _MISSING)
+        if value is not _MISSING:
+            value = _check(field, value)
+            if value is _MISSING:
+                return None
+            if field.slot >= 0:
+                args[field.slot] = value
     at = instant(args[_OCCURRED_AT])
     if at is None:
         return None
     args[_OCCURRED_AT] = at
     return _new_event(Event, args)  # Event._make without its length check: args fits
+
+
+def _check(field: _Field, value: object) -> object:
+    """What the record stores for a present optional property; _MISSING if it is invalid.
+
+    The same checks as the fast path's loops over required properties."""
+    if isinstance(field, _BoolField):
+        return value if value is True or value is False else _MISSING
+    if not isinstance(value, str):
+        return _MISSING
+    if isinstance(field, _EnumField):
+        return field.accepted.get(value, _MISSING)
+    if not field.min_len <= len(value) <= field.max_len:
+        return _MISSING
+    if any(pattern.search(value) is None for pattern in field.patterns):
+        return _MISSING
+    return value
 
 
 def _instant(text: str) -> int | None:
@@ -409,9 +422,10 @@ def _compile_plans() -> dict[str, _Plan]:
         strings: list[_StrField] = []
         enums: list[_EnumField] = []
         booleans: list[_BoolField] = []
+        optional: list[_Field] = []
         dispatchable = True
         for prop, parts in merged.items():
-            field = _compile_field(file, prop, parts, prop in required)
+            field, default = _compile_field(file, prop, parts)
             if prop == "type":
                 # The plan is chosen by the value of "type", so its constraints are settled
                 # here, once: either that value passes them all (nothing left to check per
@@ -419,20 +433,31 @@ def _compile_plans() -> dict[str, _Plan]:
                 # why).
                 assert isinstance(field, _EnumField)  # every per-type schema has a const
                 dispatchable = name in field.accepted
+                continue
+            if prop == "occurred_at":
+                if prop not in required or not isinstance(field, _StrField):
+                    raise ConfigError(f"{file}: occurred_at must be a required string")
+                if [p.pattern for p in field.patterns] == [RFC3339_PATTERN]:
+                    instant = _instant_by_minute  # which checks the pattern itself
+                    field = field._replace(patterns=())
+            if prop not in required:
+                optional.append(field)
+                if field.slot >= 0:
+                    template[field.slot] = default
             elif isinstance(field, _StrField):
                 strings.append(field)
-                if prop == "occurred_at" and [p.pattern for p in field.patterns] == [
-                    RFC3339_PATTERN
-                ]:
-                    instant = _instant_by_minute  # which checks the pattern itself
-                    strings[-1] = field._replace(patterns=())
             elif isinstance(field, _EnumField):
                 enums.append(field)
             else:
                 booleans.append(field)
         if dispatchable:
             plans[name] = _Plan(
-                tuple(template), tuple(strings), tuple(enums), tuple(booleans), instant
+                tuple(template),
+                tuple(strings),
+                tuple(enums),
+                tuple(booleans),
+                tuple(optional),
+                instant,
             )
     _plans = plans
     return plans
@@ -465,9 +490,10 @@ def _collect_object(
 
 
 def _compile_field(
-    file: str, name: str, parts: list[tuple[dict[str, Any], Resolver[Any]]], required: bool
-) -> _StrField | _EnumField | _BoolField:
-    """The conjunction of every schema that constrains property ``name``."""
+    file: str, name: str, parts: list[tuple[dict[str, Any], Resolver[Any]]]
+) -> tuple[_Field, object]:
+    """The conjunction of every schema that constrains property ``name``, and its default
+    (None when the schema gives none; converted like the values, for enum members)."""
     flat: list[dict[str, Any]] = []
     pending = list(parts)
     while pending:
@@ -505,9 +531,9 @@ def _compile_field(
     # "type" is a constant of the plan; properties Event does not carry are only checked.
     slot = _SLOTS[target] if target in _SLOTS and name != "type" else -1
     if kinds == {"boolean"}:
-        return _BoolField(name, slot, required, default)
+        return _BoolField(name, slot), default
     if enum is None:
-        return _StrField(name, slot, required, default, min_len, max_len, tuple(patterns))
+        return _StrField(name, slot, min_len, max_len, tuple(patterns)), default
     convert = _CONVERT.get(target)
     unknown_values = sorted(v for v in enum if convert is not None and v not in convert)
     if unknown_values:
@@ -521,7 +547,7 @@ def _compile_field(
         if not isinstance(default, str) or default not in convert:
             raise ConfigError(f"{file}: {name}: default {default!r} is not a value it knows")
         default = convert[default]
-    return _EnumField(name, slot, required, default, accepted)
+    return _EnumField(name, slot, accepted), default
 
 
 # --- slow path: reasons ---------------------------------------------------------------------
