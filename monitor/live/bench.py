@@ -40,7 +40,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from monitor import traffic
-from monitor.live.broker import EmbeddedBroker, free_port
+from monitor.live.broker import EmbeddedBroker, free_port, stop_process
 from monitor.live.config import Settings
 from monitor.live.topics import ensure_topics
 from monitor.policy.loader import BUNDLED_POLICIES
@@ -226,12 +226,7 @@ def _worker(settings: Settings, log_path: Path) -> Iterator[str]:
     try:
         yield f"http://127.0.0.1:{settings.metrics_port}/metrics"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        stop_process(proc, timeout=20)
 
 
 def _input_count(url: str) -> float | None:

@@ -62,6 +62,18 @@ def free_port(host: str = "127.0.0.1") -> int:
         return port
 
 
+def stop_process(proc: subprocess.Popen[bytes], timeout: float) -> None:
+    """SIGTERM, ``timeout`` seconds to exit cleanly, then SIGKILL (no-op if already gone)."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
 class EmbeddedBroker:
     """A Tansu broker subprocess with in-memory storage, listening on ``host:port``.
 
@@ -137,13 +149,8 @@ class EmbeddedBroker:
 
     def stop(self) -> None:
         proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
+        if proc is not None:
+            stop_process(proc, timeout=5)
         if self._log is not None:
             self._log.close()
             self._log = None

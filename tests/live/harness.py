@@ -23,6 +23,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from monitor.live.broker import stop_process
 from monitor.live.config import Settings
 from monitor.live.topics import ensure_topics
 from monitor.sla_event import Kind
@@ -154,13 +155,8 @@ class WorkerProcess:
             self.proc.wait(timeout=10)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
+        if self.proc is not None:
+            stop_process(self.proc, timeout=15)
 
 
 async def produce(broker: str, records: Iterable[tuple[str, bytes | None, bytes | None]]) -> None:
