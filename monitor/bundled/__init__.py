@@ -26,3 +26,8 @@ def schemas_dir() -> Path:
 def policies_dir() -> Path:
     """The default policy directory: the checkout's ``deploy/policies``, else the wheel's."""
     return _ROOT / "deploy" / "policies" if _IN_CHECKOUT else _HERE / "policies"
+
+
+def kafka_dir() -> Path:
+    """The Maven project that names the Kafka broker's jars: ``deploy/kafka``, else the wheel's."""
+    return _ROOT / "deploy" / "kafka" if _IN_CHECKOUT else _HERE / "kafka"

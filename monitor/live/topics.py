@@ -88,7 +88,7 @@ async def ensure_topics(
         elif missing:
             report.problems += [f"{name}: missing" for name in missing]
         check = [n for n in wanted if create or n not in missing]
-        counts = await _partition_counts(admin, check) if check else {}
+        counts = await _partition_counts(admin, check, timeout) if check else {}
         for name in check:
             count = counts.get(name)
             if count is None:
@@ -107,13 +107,26 @@ async def ensure_topics(
     return report
 
 
-async def _partition_counts(admin: AIOKafkaAdminClient, names: list[str]) -> dict[str, int]:
-    described: list[dict[str, Any]] = await admin.describe_topics(names)
-    return {
-        d["topic"]: len(d["partitions"])
-        for d in described
-        if d.get("error_code", 0) == 0 and d.get("partitions")
-    }
+async def _partition_counts(
+    admin: AIOKafkaAdminClient, names: list[str], timeout: float
+) -> dict[str, int]:
+    """Partition count per topic, waiting (up to ``timeout``) for every one of them to appear.
+
+    Kafka answers CreateTopics once the controller has the topics, before the broker's metadata
+    cache does: a Describe straight after it missed all eight topics in one run of the suite.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        described: list[dict[str, Any]] = await admin.describe_topics(names)
+        counts = {
+            d["topic"]: len(d["partitions"])
+            for d in described
+            if d.get("error_code", 0) == 0 and d.get("partitions")
+        }
+        if len(counts) == len(names) or loop.time() >= deadline:
+            return counts
+        await asyncio.sleep(0.1)
 
 
 def _errors(response: Any) -> list[tuple[str, int, str | None]]:

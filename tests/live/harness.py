@@ -1,5 +1,5 @@
 """Test harness for the live worker: isolated topic sets, worker subprocesses, a producer and
-readers of the output topics. Everything talks to the real (embedded) broker.
+readers of the output topics. Everything talks to a real broker (Tansu or Apache Kafka).
 
 Each :class:`LiveSetup` has its own app id and topic names (a unique prefix), so tests sharing
 the session's broker cannot see each other's messages or consumer groups.
@@ -23,7 +23,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from monitor.live.broker import stop_process
+from monitor.live.broker import Broker, stop_process
 from monitor.live.config import Settings
 from monitor.live.topics import ensure_topics
 from monitor.sla_event import Kind
@@ -42,60 +42,44 @@ def iso(offset_seconds: float = 0.0, base: datetime | None = None) -> str:
 
 @dataclass
 class LiveSetup:
-    """One isolated deployment: settings, topic names and the environment of its workers."""
+    """One isolated deployment: settings, topic names and the environment of its workers.
 
-    broker: str
+    ``broker`` is a started broker of either kind; its quirks (one record per batch and a short
+    fetch wait on Tansu, nothing on Kafka) reach every client through :attr:`settings`.
+    """
+
+    broker: Broker
     tmp: Path
     policies: str | None = POLICIES
     store: str = "memory://"
     partitions: int = 4
     name: str = field(default_factory=lambda: f"t{os.getpid()}x{next(_names)}")
-    extra_env: dict[str, str] = field(default_factory=dict)
+    overrides: dict[str, Any] = field(default_factory=dict)
 
     @property
     def settings(self) -> Settings:
         return Settings.namespaced(
             self.name,
-            broker=self.broker,
-            partitions=self.partitions,
-            policies=self.policies,
-            store=self.store,
-            producer_max_batch_size=1,
-            producer_acks=1,
-            fetch_max_wait=0.05,
+            **{
+                **self.broker.settings_overrides(),
+                "partitions": self.partitions,
+                "policies": self.policies,
+                "store": self.store,
+                "metrics_port": 0,
+                "tick_interval": 0.25,
+                "retention_interval": 1.0,
+                "rebalance_timeout": 5.0,
+                "session_timeout": 6.0,
+                "heartbeat_interval": 1.0,
+                "commit_interval": 0.5,
+                **self.overrides,
+            },
         )
 
     def env(self, data_dir: Path) -> dict[str, str]:
-        s = self.settings
         env = {k: v for k, v in os.environ.items() if not k.startswith("SLA_")}
-        env.update(
-            SLA_BROKER=s.broker,
-            SLA_APP_ID=s.app_id,
-            SLA_TOPIC_CHAT=s.topic_chat,
-            SLA_TOPIC_TICKETS=s.topic_tickets,
-            SLA_TOPIC_BREACHES=s.topic_breaches,
-            SLA_TOPIC_WARNINGS=s.topic_warnings,
-            SLA_TOPIC_OUTCOMES=s.topic_outcomes,
-            SLA_TOPIC_DEADLETTER=s.topic_deadletter,
-            SLA_TOPIC_TIMEOUTS=s.topic_timeouts,
-            SLA_PARTITIONS=str(s.partitions),
-            SLA_POLICIES=s.policies or "",
-            SLA_STORE=s.store,
-            SLA_DATA_DIR=str(data_dir),
-            SLA_METRICS_PORT="0",
-            SLA_PRODUCER_MAX_BATCH_SIZE="1",
-            SLA_PRODUCER_ACKS="1",
-            SLA_FETCH_MAX_WAIT="0.05",
-            SLA_TICK_INTERVAL="0.25",
-            SLA_RETENTION_INTERVAL="1",
-            SLA_REBALANCE_TIMEOUT="5",
-            SLA_SESSION_TIMEOUT="6",
-            SLA_HEARTBEAT_INTERVAL="1",
-            SLA_COMMIT_INTERVAL="0.5",
-            SLA_LOG_LEVEL="info",
-            PYTHONUNBUFFERED="1",
-        )
-        env.update(self.extra_env)
+        env.update(self.settings.replace(data_dir=str(data_dir)).to_env())
+        env["PYTHONUNBUFFERED"] = "1"
         return env
 
     async def create_topics(self) -> None:
@@ -159,9 +143,16 @@ class WorkerProcess:
             stop_process(self.proc, timeout=15)
 
 
-async def produce(broker: str, records: Iterable[tuple[str, bytes | None, bytes | None]]) -> None:
-    """Sends ``(topic, key, value)`` in order, one record per batch (see broker.py)."""
-    producer = AIOKafkaProducer(bootstrap_servers=broker, max_batch_size=1, acks=1)
+async def produce(
+    settings: Settings, records: Iterable[tuple[str, bytes | None, bytes | None]]
+) -> None:
+    """Sends ``(topic, key, value)`` in order, batched as the settings say for the broker."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.bootstrap_servers,
+        max_batch_size=settings.producer_max_batch_size,
+        acks=settings.producer_acks if settings.producer_acks != -1 else "all",
+        **settings.aiokafka_security(),
+    )
     await producer.start()
     try:
         futures = [await producer.send(t, v, key=k) for t, k, v in records]
@@ -185,15 +176,18 @@ def record_for(setup: LiveSetup, event: dict[str, Any]) -> tuple[str, bytes, byt
 class TopicReader:
     """Reads whole topics from the beginning (no consumer group) and keeps every record."""
 
-    def __init__(self, broker: str, topics: Iterable[str]) -> None:
-        self.broker = broker
+    def __init__(self, settings: Settings, topics: Iterable[str]) -> None:
+        self.settings = settings
         self.topics = list(topics)
         self.records: dict[str, list[Any]] = {t: [] for t in self.topics}
         self._consumer: AIOKafkaConsumer | None = None
 
     async def __aenter__(self) -> TopicReader:
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.broker, enable_auto_commit=False, auto_offset_reset="earliest"
+            bootstrap_servers=self.settings.bootstrap_servers,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            **self.settings.aiokafka_security(),
         )
         await consumer.start()
         tps = []

@@ -110,20 +110,18 @@ async def wait_for_split(a: WorkerProcess, b: WorkerProcess, partitions: int) ->
 
 @pytest.mark.parametrize("store", ["memory://", "rocksdb://"])
 async def test_sigkill_and_restart_lose_no_breach(broker: Any, tmp_path: Path, store: str) -> None:
-    setup = LiveSetup(broker.bootstrap, tmp_path, policies=None, store=store)
+    setup = LiveSetup(broker, tmp_path, policies=None, store=store)
     s = setup.settings
     await setup.create_topics()
     events = generated_day(seed=11)
     oracle = expected(events)
     assert Counter(oracle.values())[Kind.BREACH] > 100  # the day has plenty to lose
-    await produce(s.broker, [record_for(setup, e) for e in events])
+    await produce(s, [record_for(setup, e) for e in events])
 
     worker = setup.worker()
     worker.start()
     try:
-        async with TopicReader(
-            s.broker, [s.topic_warnings, s.topic_breaches, s.topic_outcomes]
-        ) as reader:
+        async with TopicReader(s, [s.topic_warnings, s.topic_breaches, s.topic_outcomes]) as reader:
             await worker.wait_ready()
             await reader.wait_for(
                 lambda r: unique_facts(r, setup) >= 100, timeout=60, what="the first facts"
@@ -146,7 +144,7 @@ async def test_sigkill_and_restart_lose_no_breach(broker: Any, tmp_path: Path, s
 
 
 async def test_two_workers_share_the_partitions(broker: Any, tmp_path: Path) -> None:
-    setup = LiveSetup(broker.bootstrap, tmp_path, policies=None, store="memory://", partitions=4)
+    setup = LiveSetup(broker, tmp_path, policies=None, store="memory://", partitions=4)
     s = setup.settings
     await setup.create_topics()
     events = generated_day(seed=23)
@@ -155,7 +153,7 @@ async def test_two_workers_share_the_partitions(broker: Any, tmp_path: Path) -> 
     # and work through it between them, on event time. (A day arriving at workers already
     # caught up on an idle topic would be judged by the wall clock: every open target breached
     # at once, then retracted by the day's own responses. Correct, but not replay's output.)
-    await produce(s.broker, [record_for(setup, e) for e in events])
+    await produce(s, [record_for(setup, e) for e in events])
     first, second = setup.worker("a"), setup.worker("b")
     first.start()
     second.start()
@@ -163,9 +161,7 @@ async def test_two_workers_share_the_partitions(broker: Any, tmp_path: Path) -> 
         await first.wait_ready()
         await second.wait_ready()
         await wait_for_split(first, second, s.partitions)
-        async with TopicReader(
-            s.broker, [s.topic_warnings, s.topic_breaches, s.topic_outcomes]
-        ) as reader:
+        async with TopicReader(s, [s.topic_warnings, s.topic_breaches, s.topic_outcomes]) as reader:
             live = await wait_for_oracle(reader, setup, oracle, timeout=90)
         assert live == oracle, diff(live, oracle, reader)
         for w in (first, second):
@@ -181,18 +177,16 @@ async def test_two_workers_share_the_partitions(broker: Any, tmp_path: Path) -> 
 
 
 async def test_a_worker_joins_then_the_first_leaves_mid_stream(broker: Any, tmp_path: Path) -> None:
-    setup = LiveSetup(broker.bootstrap, tmp_path, policies=None, store="rocksdb://", partitions=4)
+    setup = LiveSetup(broker, tmp_path, policies=None, store="rocksdb://", partitions=4)
     s = setup.settings
     await setup.create_topics()
     events = generated_day(seed=31)
     oracle = expected(events)
-    await produce(s.broker, [record_for(setup, e) for e in events])
+    await produce(s, [record_for(setup, e) for e in events])
     first, second = setup.worker("a"), setup.worker("b")
     first.start()
     try:
-        async with TopicReader(
-            s.broker, [s.topic_warnings, s.topic_breaches, s.topic_outcomes]
-        ) as reader:
+        async with TopicReader(s, [s.topic_warnings, s.topic_breaches, s.topic_outcomes]) as reader:
             await first.wait_ready()
             await reader.wait_for(
                 lambda r: unique_facts(r, setup) >= 100, timeout=60, what="the first facts"

@@ -20,7 +20,7 @@ import orjson
 import pytest
 
 from monitor.errors import InvalidEvent
-from monitor.live.broker import EmbeddedBroker
+from monitor.live.broker import Broker
 from monitor.timeutil import parse_rfc3339
 from monitor.validation import MAX_EVENT_BYTES, parse_event
 from tests.live.harness import LiveSetup, TopicReader, WorkerProcess, chat, iso, produce
@@ -33,9 +33,9 @@ TARGET = 4_000_000  # the test policy's first_response target, in microseconds
 
 @pytest.fixture(scope="module")
 def live(
-    broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory
+    broker: Broker, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[LiveSetup, WorkerProcess]]:
-    setup = LiveSetup(broker.bootstrap, Path(tmp_path_factory.mktemp("worker")))
+    setup = LiveSetup(broker, Path(tmp_path_factory.mktemp("worker")))
     asyncio.run(setup.create_topics())
     worker = setup.worker()
     worker.start()
@@ -83,9 +83,9 @@ async def test_breach_detected_with_no_further_traffic(
     setup, _ = live
     s = setup.settings
     sid = session_id("breach")
-    await produce(s.broker, [chat(setup, e) for e in opened(sid, iso())])
+    await produce(s, [chat(setup, e) for e in opened(sid, iso())])
     # Nothing else is sent: only the worker's timer can notice the silence.
-    async with TopicReader(s.broker, [s.topic_breaches, s.topic_outcomes]) as reader:
+    async with TopicReader(s, [s.topic_breaches, s.topic_outcomes]) as reader:
         await reader.wait_for(
             lambda r: of(r.facts(s.topic_breaches), sid) and of(r.facts(s.topic_outcomes), sid),
             timeout=20,
@@ -110,8 +110,8 @@ async def test_warning_before_the_deadline(live: tuple[LiveSetup, WorkerProcess]
     s = setup.settings
     sid = session_id("warn")
     at = iso()
-    await produce(s.broker, [chat(setup, e) for e in opened(sid, at)])
-    async with TopicReader(s.broker, [s.topic_warnings]) as reader:
+    await produce(s, [chat(setup, e) for e in opened(sid, at)])
+    async with TopicReader(s, [s.topic_warnings]) as reader:
         await reader.wait_for(
             lambda r: of(r.facts(s.topic_warnings), sid), timeout=15, what="a warning"
         )
@@ -127,11 +127,11 @@ async def test_response_in_time_is_met(live: tuple[LiveSetup, WorkerProcess]) ->
     s = setup.settings
     sid = session_id("met")
     start = iso()
-    await produce(s.broker, [chat(setup, e) for e in opened(sid, start)])
+    await produce(s, [chat(setup, e) for e in opened(sid, start)])
     await asyncio.sleep(1.0)
     reply_at = iso()
-    await produce(s.broker, [chat(setup, ev(sid, "message.sent", reply_at, sender="agent"))])
-    async with TopicReader(s.broker, [s.topic_outcomes, s.topic_breaches]) as reader:
+    await produce(s, [chat(setup, ev(sid, "message.sent", reply_at, sender="agent"))])
+    async with TopicReader(s, [s.topic_outcomes, s.topic_breaches]) as reader:
         await reader.wait_for(
             lambda r: of(r.facts(s.topic_outcomes), sid), timeout=15, what="a met"
         )
@@ -150,14 +150,14 @@ async def test_late_response_retracts_the_breach(live: tuple[LiveSetup, WorkerPr
     s = setup.settings
     sid = session_id("late")
     start = iso()
-    await produce(s.broker, [chat(setup, e) for e in opened(sid, start)])
-    async with TopicReader(s.broker, [s.topic_breaches, s.topic_outcomes]) as reader:
+    await produce(s, [chat(setup, e) for e in opened(sid, start)])
+    async with TopicReader(s, [s.topic_breaches, s.topic_outcomes]) as reader:
         await reader.wait_for(
             lambda r: of(r.facts(s.topic_breaches), sid, "breach"), timeout=15, what="a breach"
         )
         # The agent did answer 2 s in, but the platform delivers the event only now.
         reply_at = iso(2.0, base=_dt(start))
-        await produce(s.broker, [chat(setup, ev(sid, "message.sent", reply_at, sender="agent"))])
+        await produce(s, [chat(setup, ev(sid, "message.sent", reply_at, sender="agent"))])
         await reader.wait_for(
             lambda r: (
                 of(r.facts(s.topic_breaches), sid, "retraction")
@@ -181,12 +181,12 @@ async def test_duplicates_are_harmless(live: tuple[LiveSetup, WorkerProcess]) ->
     sid = session_id("dup")
     events = opened(sid, iso())
     # An at-least-once producer re-sends everything, some of it twice.
-    await produce(s.broker, [chat(setup, e) for e in events + events + events[:1]])
-    async with TopicReader(s.broker, [s.topic_warnings, s.topic_breaches]) as reader:
+    await produce(s, [chat(setup, e) for e in events + events + events[:1]])
+    async with TopicReader(s, [s.topic_warnings, s.topic_breaches]) as reader:
         await reader.wait_for(
             lambda r: of(r.facts(s.topic_breaches), sid), timeout=15, what="a breach"
         )
-        await produce(s.broker, [chat(setup, e) for e in events])  # and once more, later
+        await produce(s, [chat(setup, e) for e in events])  # and once more, later
         deadline = time.monotonic() + 2.0
         while time.monotonic() < deadline:
             await reader.poll()
@@ -214,9 +214,9 @@ async def test_bad_input_goes_to_the_dead_letter_topic(
         (s.topic_chat, b"another-key", orjson.dumps(dict(good[0], event_id="wrong-key"))),
     ]
     # The bad records come first, on the good session's partition: it must keep flowing.
-    await produce(s.broker, bad + [chat(setup, e) for e in good])
+    await produce(s, bad + [chat(setup, e) for e in good])
     async with TopicReader(
-        s.broker, [s.topic_deadletter, s.topic_breaches, s.topic_chat, s.topic_tickets]
+        s, [s.topic_deadletter, s.topic_breaches, s.topic_chat, s.topic_tickets]
     ) as reader:
         await reader.wait_for(
             lambda r: (
@@ -292,9 +292,9 @@ async def test_fuzzed_hostile_input_is_dead_lettered_and_blocks_nothing(
     hostile = hostile_records(setup, seed=20261122, count=300)
     sid = session_id("after-fuzz")
     good = [chat(setup, e) for e in opened(sid, iso())]
-    await produce(s.broker, hostile + good)
+    await produce(s, hostile + good)
     async with TopicReader(
-        s.broker, [s.topic_deadletter, s.topic_breaches, s.topic_chat, s.topic_tickets]
+        s, [s.topic_deadletter, s.topic_breaches, s.topic_chat, s.topic_tickets]
     ) as reader:
         await reader.wait_for(
             lambda r: bool(of(r.facts(s.topic_breaches), sid)),
@@ -346,9 +346,9 @@ async def test_finished_sessions_are_removed_after_retention(
         ev(sid, "message.sent", iso(0.5, _dt(start)), "ephemeral", sender="agent"),
         ev(sid, "session.closed", iso(1.0, _dt(start)), "ephemeral"),
     ]
-    await produce(s.broker, [chat(setup, e) for e in events])
+    await produce(s, [chat(setup, e) for e in events])
     key = f"c:{sid}".encode()
-    async with TopicReader(s.broker, [s.changelog_topic]) as reader:
+    async with TopicReader(s, [s.changelog_topic]) as reader:
         await reader.wait_for(
             lambda r: any(x.key == key and x.value is None for x in r.records[s.changelog_topic]),
             timeout=20,
