@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit tools replay-sample golden bench clean
+.PHONY: demo test lint typecheck unit tools kafka-jars replay-sample golden bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,15 +27,20 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-unit: $(STAMP) tools
+unit: $(STAMP) tools kafka-jars
 	$(BIN)/pytest
 
-## System tools the tests use for real: promtool and prometheus (Debian's package).
+## System tools the tests use for real (Debian's packages): promtool and prometheus; kcat, a
+## librdkafka client nobody here wrote.
 tools:
-	@command -v promtool >/dev/null && command -v prometheus >/dev/null || { \
+	@command -v promtool >/dev/null && command -v prometheus >/dev/null && command -v kcat >/dev/null || { \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends prometheus; }
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends prometheus kcat; }
+
+## Apache Kafka's broker jars (deploy/kafka/pom.xml), fetched with Maven once and cached.
+kafka-jars: $(STAMP)
+	$(BIN)/python -c "from monitor.live.kafka import ensure_jars; print('kafka jars:', ensure_jars())"
 
 replay-sample: $(STAMP)
 	$(BIN)/sla-monitor replay --until 2026-10-09T00:00:00+08:00 monitor/data/sample-day.jsonl
