@@ -71,6 +71,7 @@ class Stack:
 def stack(kafka: KafkaBroker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     tmp = Path(tmp_path_factory.mktemp("alerting"))
     metrics_port = free_port()
+    metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
     setup = LiveSetup(kafka, tmp, overrides={"metrics_port": metrics_port})
     asyncio.run(setup.create_topics())
     worker = setup.worker()
@@ -85,6 +86,9 @@ def stack(kafka: KafkaBroker, tmp_path_factory: pytest.TempPathFactory) -> Itera
             tmp, fast_alertmanager_config(tmp / "alertmanager.yml", receiver.url)
         )
         started.append(alertmanager)
+        # Scraped from Prometheus' first second on: else "no worker reports" (SlaMonitorAbsent,
+        # its `for:` shortened) would page before the first scrape.
+        wait_until(lambda: _responds(metrics_url), 30, f"the worker's {metrics_url}")
         prometheus = start_prometheus(
             tmp,
             fast_rules(tmp / "rules.yml"),
@@ -96,7 +100,7 @@ def stack(kafka: KafkaBroker, tmp_path_factory: pytest.TempPathFactory) -> Itera
         yield Stack(
             setup,
             worker,
-            f"http://127.0.0.1:{metrics_port}/metrics",
+            metrics_url,
             prometheus,
             alertmanager,
             receiver,
@@ -104,6 +108,14 @@ def stack(kafka: KafkaBroker, tmp_path_factory: pytest.TempPathFactory) -> Itera
     finally:
         for each in reversed(started):
             each.stop()
+
+
+def _responds(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as resp:
+            return resp.status == 200
+    except OSError:
+        return False
 
 
 def sid(tag: str) -> str:
@@ -257,6 +269,9 @@ def test_breach_pages_the_tenant_and_resolves_dead_letters_and_holes_open_ticket
     path, resolved = receiver.wait_for(burn, "resolved", 40, "the resolved page")
     assert path == "/sla-oncall"
     assert resolved["labels"] == labels
+    # Nothing else paged: the worker was up, scraped and making progress throughout.
+    pages = {a["labels"]["alertname"] for p, a in receiver.alerts() if p == "/sla-oncall"}
+    assert pages <= {"SlaFirstResponseBudgetBurnFast", "SlaFirstResponseBudgetBurnSlow"}, pages
     elapsed = time.monotonic() - started
     assert elapsed < 90, f"the alerting path took {elapsed:.0f}s"
 
