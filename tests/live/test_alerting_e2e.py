@@ -113,7 +113,7 @@ def stack(kafka: KafkaBroker, tmp_path_factory: pytest.TempPathFactory) -> Itera
 def _responds(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=1) as resp:
-            return resp.status == 200
+            return bool(resp.status == 200)
     except OSError:
         return False
 
