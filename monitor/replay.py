@@ -27,7 +27,11 @@ class ReplayStats:
     facts: dict[str, int] = field(default_factory=lambda: {k.value: 0 for k in Kind})
 
     def summary(self) -> str:
-        facts = ", ".join(f"{n} {k}" for k, n in self.facts.items())
+        # Escalations (003 3.4) only appear under policies that set tiers: leave them out of
+        # the summary when there are none, so other policies' summaries read as before.
+        facts = ", ".join(
+            f"{n} {k}" for k, n in self.facts.items() if n or k != Kind.ESCALATION.value
+        )
         return (
             f"{self.events} events ({self.duplicates} duplicates, {self.late} late, "
             f"{self.invalid} invalid, {self.rejected} rejected) -> {facts}"
