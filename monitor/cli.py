@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 import orjson
 
@@ -23,7 +23,10 @@ from monitor import __version__
 from monitor.errors import InvalidEvent, SlaMonitorError
 from monitor.events import Event
 from monitor.replay import ReplayStats
-from monitor.timeutil import parse_rfc3339
+from monitor.timeutil import MICROS_PER_SECOND, parse_rfc3339
+
+if TYPE_CHECKING:
+    from monitor.policy.model import Policy
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -162,8 +165,38 @@ def cmd_check(args: argparse.Namespace) -> int:
     for policy in policies.policies.values():
         metrics = ", ".join(policy.metrics)
         tenants = ", ".join(sorted(policy.tenants))
-        print(f"{policy.source}: {policy.name} ({policy.applies_to}; tenants {tenants}): {metrics}")
+        extras = _contract_settings(policy)
+        print(
+            f"{policy.source}: {policy.name} ({policy.applies_to}; tenants {tenants}): {metrics}"
+            + (f"; {extras}" if extras else "")
+        )
     return 0
+
+
+def _contract_settings(policy: Policy) -> str:
+    """What `check` adds for the settings of contracts 001, 003 and 004 (only when set)."""
+    out = []
+    if "/" in policy.working_time.days.name:  # the weekdays reading of 002 1.4
+        out.append(f"calendar {policy.working_time.days.name}")
+    if policy.escalation is not None:
+        tiers = ", ".join(
+            f"{t.tier} after {t.after / MICROS_PER_SECOND / 3600:g} h"
+            for t in policy.escalation.tiers
+        )
+        out.append(f"escalation ({policy.escalation.clause}): {tiers}")
+    if policy.appeal is not None:
+        days = policy.appeal.within / MICROS_PER_SECOND / 86400
+        out.append(f"appeal within {days:g} d {policy.appeal.clock} ({policy.appeal.clause})")
+    k = policy.kpis
+    for name, value in (
+        ("availability", k.availability),
+        ("FCR", k.first_contact_resolution),
+        ("CSAT mean", k.csat_mean),
+        ("CSAT good share", k.csat_good_share),
+    ):
+        if value is not None:
+            out.append(f"{name} >= {value:g}")
+    return "; ".join(out)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
