@@ -60,6 +60,12 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument(
         "--progress", action="store_true", help="show a progress bar on stderr (large files)"
     )
+    replay.add_argument(
+        "--kpis",
+        metavar="FILE",
+        help="also write the KPIs (availability, FCR, CSAT per tenant, channel and month; "
+        "contracts 004 3.3-3.5, 001 3.2-3.3) to FILE as JSONL",
+    )
     replay.set_defaults(command=cmd_replay)
 
     check = sub.add_parser("check", help="validate policy files and exit")
@@ -125,7 +131,12 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from monitor.replay import Replay, iter_replay  # noqa: PLC0415
 
     engine = SlaEngine(load_policy_set(args.policies))
-    replay = Replay(engine)
+    kpis = None
+    if args.kpis:
+        from monitor.kpi import KpiTracker  # noqa: PLC0415
+
+        kpis = KpiTracker(engine.policies)
+    replay = Replay(engine, kpis)
     out = sys.stdout.buffer
     stream = sys.stdin.buffer if args.file == "-" else open(args.file, "rb")  # noqa: SIM115
     with stream:
@@ -134,6 +145,12 @@ def cmd_replay(args: argparse.Namespace) -> int:
             tz = engine.timezone_of(fact.policy)
             out.write(orjson.dumps(fact.to_dict(tz), option=orjson.OPT_APPEND_NEWLINE))
     out.flush()
+    if kpis is not None:
+        if replay.clock is not None:
+            kpis.advance(replay.clock)
+        with open(args.kpis, "wb") as file:
+            for row in kpis.rows():
+                file.write(orjson.dumps(row.to_dict(), option=orjson.OPT_APPEND_NEWLINE))
     for event, reason in replay.rejections:
         print(f"rejected {event.event_id}: {reason}", file=sys.stderr)
     print(f"replay: {replay.stats.summary()}", file=sys.stderr)

@@ -106,6 +106,11 @@ class SlaEngine:
         """
         digest = event_digest(event.event_id)
         if state is None:
+            if event.subject_type is SubjectType.CHANNEL:  # the rare path: no cost per event
+                raise RejectedEvent(
+                    f"{event.type} has no SLA clock: it feeds the availability KPI "
+                    "(monitor.kpi.KpiTracker), not the engine"
+                )
             if event.type not in _CREATING:
                 noun = (
                     "session.started"
