@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from monitor import schemas
 from monitor.errors import PolicyError
 from monitor.events import Event, EventType, SubjectType
 from monitor.policy import load_policy_set
@@ -297,3 +298,23 @@ def test_escalation_tiers_must_be_in_order(tmp_path: Path) -> None:
     (tmp_path / "desk.yaml").write_text(yaml.safe_dump(doc, allow_unicode=True))
     with pytest.raises(PolicyError, match=r"escalation\.tiers\[1\]\.after: 2wd is not after"):
         load_policy_set(tmp_path / "desk.yaml")
+
+
+def test_escalation_facts_match_their_schema() -> None:
+    run = desk().until("2026-10-10 11:00")
+    run.feed(ev("ticket.status_changed", "T1", "2026-10-10 09:59:59", status="solved"))
+    tz = run.policies.named("service-desk").timezone
+    facts = [f.to_dict(tz) for f in run.facts]
+    tiers = [f for f in facts if f["metric"] == "tier_escalation"]
+    assert [f["kind"] for f in tiers] == ["escalation", "retraction"]
+    escalation = schemas.validator("tier-escalation.schema.json")
+    for fact in tiers:
+        assert [e.message for e in escalation.iter_errors(fact)] == [], fact
+    # every other fact stays an SLA fact of the unchanged output schema
+    sla = schemas.validator(schemas.SLA_EVENT)
+    for fact in facts:
+        if fact["metric"] != "tier_escalation":
+            assert [e.message for e in sla.iter_errors(fact)] == [], fact
+    # without its tier, or on another metric, an escalation is not a fact we emit
+    assert list(escalation.iter_errors({k: v for k, v in tiers[0].items() if k != "tier"}))
+    assert list(escalation.iter_errors(tiers[0] | {"metric": "resolution"}))
