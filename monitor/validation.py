@@ -293,12 +293,13 @@ def _fast_path(obj: object) -> Event | None:
             return None
         if slot >= 0:
             args[slot] = value
-    for number in integers:  # ratings only: an empty loop for every other type
-        value = _integer(number, obj.get(number.name))
-        if value is None:
-            return None
-        if number.slot >= 0:
-            args[number.slot] = value
+    if integers:  # ratings only; a test is cheaper than entering an empty loop
+        for number in integers:
+            value = _integer(number, obj.get(number.name))
+            if value is None:
+                return None
+            if number.slot >= 0:
+                args[number.slot] = value
     for field in optional:  # rare: the template already holds their defaults
         value = obj.get(field.name, _MISSING)
         if value is not _MISSING:
