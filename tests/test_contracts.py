@@ -11,10 +11,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from prometheus_client import CollectorRegistry
 
 from monitor import schemas
 from monitor.errors import PolicyError
 from monitor.events import Event, EventType, SubjectType
+from monitor.metrics import SlaMetrics
 from monitor.policy import load_policy_set
 from monitor.policy.loader import BUNDLED_POLICIES
 from monitor.sla_event import EscalationMetric, Kind, Metric, Period
@@ -318,3 +320,13 @@ def test_escalation_facts_match_their_schema() -> None:
     # without its tier, or on another metric, an escalation is not a fact we emit
     assert list(escalation.iter_errors({k: v for k, v in tiers[0].items() if k != "tier"}))
     assert list(escalation.iter_errors(tiers[0] | {"metric": "resolution"}))
+
+
+def test_escalations_are_counted_as_their_own_outcome() -> None:
+    registry = CollectorRegistry()
+    metrics = SlaMetrics(registry)
+    for fact in desk().until("2026-10-10 11:00").facts:
+        metrics.observe_sla_event(fact)
+    labels = {"metric": "tier_escalation", "tenant": "contract-003"}
+    assert registry.get_sample_value("sla_outcomes_total", labels | {"outcome": "escalation"}) == 1
+    assert registry.get_sample_value("sla_outcomes_total", labels | {"outcome": "breach"}) == 0
