@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from monitor import validation
@@ -42,8 +42,17 @@ def candidates(draw: st.DrawFn) -> dict[str, Any]:
     return obj
 
 
+def rated(score: object) -> dict[str, Any]:
+    return {**BASE, "type": "ticket.rated", "ticket_id": "T-1", "score": score}
+
+
 @settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(candidates())
+@example(rated(5.0))  # JSON Schema: an integer
+@example(rated(True))  # ... and a boolean is none
+@example(rated(1e300))
+@example(rated(0))
+@example({**BASE, "type": "channel.status", "channel": "", "status": "up"})
 def test_fast_path_agrees_with_the_schema_on_new_types(obj: dict[str, Any]) -> None:
     fast = validation._fast_path(obj)
     assert (fast is not None) == schema_says_valid(obj), obj
