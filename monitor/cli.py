@@ -196,9 +196,10 @@ def _contract_settings(policy: Policy) -> str:
     if "/" in policy.working_time.days.name:  # the weekdays reading of 002 1.4
         out.append(f"calendar {policy.working_time.days.name}")
     if policy.escalation is not None:
+        day = policy.working_time.working_seconds_per_day * MICROS_PER_SECOND
+        unit, size = ("wd", day) if policy.escalation.clock == "working" else ("h", 3600e6)
         tiers = ", ".join(
-            f"{t.tier} after {t.after / MICROS_PER_SECOND / 3600:g} h"
-            for t in policy.escalation.tiers
+            f"{t.tier} after {t.after / size:g} {unit}" for t in policy.escalation.tiers
         )
         out.append(f"escalation ({policy.escalation.clause}): {tiers}")
     if policy.appeal is not None:

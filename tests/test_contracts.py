@@ -330,3 +330,16 @@ def test_escalations_are_counted_as_their_own_outcome() -> None:
     labels = {"metric": "tier_escalation", "tenant": "contract-003"}
     assert registry.get_sample_value("sla_outcomes_total", labels | {"outcome": "escalation"}) == 1
     assert registry.get_sample_value("sla_outcomes_total", labels | {"outcome": "breach"}) == 0
+
+
+def test_check_validates_the_bundled_contract_policies(capsys: pytest.CaptureFixture[str]) -> None:
+    from monitor.cli import main
+
+    assert main(["check"]) == 0
+    out = capsys.readouterr().out
+    assert "support-standard (ticket; tenants contract-001)" in out
+    assert "calendar CN/weekdays" in out
+    assert "technical_support after 3 wd, customer_care_manager after 5 wd" in out
+    assert "appeal within 15 d wall (003 5.1)" in out
+    assert "service-sla (ticket; tenants contract-004)" in out
+    assert "availability >= 0.999; FCR >= 0.75; CSAT mean >= 4; CSAT good share >= 0.85" in out
