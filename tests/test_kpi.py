@@ -22,7 +22,7 @@ from monitor.cli import main
 from monitor.engine import SlaEngine
 from monitor.errors import InvalidEvent
 from monitor.events import Event
-from monitor.kpi import KpiRow, KpiTracker, monthly_kpis
+from monitor.kpi import KpiRow, KpiTracker, by_quarter, monthly_kpis
 from monitor.kpi.metrics import KpiMetrics
 from monitor.policy import load_policy_set
 from monitor.replay import Replay
@@ -340,6 +340,27 @@ def test_a_generated_month_gives_its_known_kpis_in_rows_and_metrics() -> None:
         assert k.sample("sla_rating_points_total", channel=channel) == want["points"]
     assert k.sample("sla_channel_service_seconds_total", channel="phone") == phone["service"]
     assert k.sample("sla_channel_unavailable_seconds_total", channel="phone") == phone["down"]
+
+
+def test_quarters_sum_the_months_counts() -> None:
+    k = Kpis().feed(
+        *ticket_events("A", "email", "2026-10-08", 1),
+        raw("ticket.rated", "2026-10-08 12:00", ticket_id="A", score=5),
+        *ticket_events("B", "email", "2026-11-10", 2),
+        raw("ticket.rated", "2026-11-10 12:00", ticket_id="B", score=2),
+        *ticket_events("C", "email", "2026-09-08", 1),
+    )
+    quarters = {r.month: r for r in by_quarter(k.tracker.rows())}
+    assert set(quarters) == {"2026-Q3", "2026-Q4"}
+    q4 = quarters["2026-Q4"]
+    assert (q4.solved, q4.first_contact, q4.ratings, q4.csat_mean, q4.csat_good_share) == (
+        2,
+        1,
+        2,
+        3.5,
+        0.5,
+    )
+    assert quarters["2026-Q3"].fcr == 1.0
 
 
 def test_replay_cli_writes_the_kpi_rows(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

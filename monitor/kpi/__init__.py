@@ -13,6 +13,6 @@ Who calls what: replay (``sla-monitor replay --kpis``) and, for metrics, the liv
 its clock with :meth:`KpiTracker.advance`. Nothing here reads the clock.
 """
 
-from monitor.kpi.tracker import KpiRow, KpiTracker, monthly_kpis
+from monitor.kpi.tracker import KpiRow, KpiTracker, by_quarter, monthly_kpis
 
-__all__ = ["KpiRow", "KpiTracker", "monthly_kpis"]
+__all__ = ["KpiRow", "KpiTracker", "by_quarter", "monthly_kpis"]
