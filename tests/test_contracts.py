@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import orjson
 import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
 from monitor import schemas
+from monitor.engine import SubjectState
 from monitor.errors import PolicyError
 from monitor.events import Event, EventType, SubjectType
 from monitor.metrics import SlaMetrics
@@ -343,3 +345,13 @@ def test_check_validates_the_bundled_contract_policies(capsys: pytest.CaptureFix
     assert "appeal within 15 d wall (003 5.1)" in out
     assert "service-sla (ticket; tenants contract-004)" in out
     assert "availability >= 0.999; FCR >= 0.75; CSAT mean >= 4; CSAT good share >= 0.85" in out
+
+
+def test_an_appealed_ticket_record_survives_serialisation() -> None:
+    run = solved_desk_ticket().feed(ev("ticket.appealed", "T1", "2026-10-20 10:00"))
+    state = run.replay.states["t:T1"]
+    assert state.appeals == 1
+    assert SubjectState.from_bytes(state.to_bytes()) == state
+    # a record without appeals keeps the 17-item layout older workers wrote
+    fresh = desk().replay.states["t:T1"]
+    assert len(orjson.loads(fresh.to_bytes())) == 17
