@@ -11,7 +11,7 @@ registers, so renaming a metric here breaks those tests on purpose.
 Metric names (Prometheus conventions: base units, ``_total`` for counters)::
 
     sla_events_total{kind,metric,tenant,channel,priority,policy}   SLA facts emitted
-    sla_outcomes_total{metric,tenant,policy,outcome="met|breach"}  decided targets (burn rate)
+    sla_outcomes_total{metric,tenant,policy,outcome="met|breach|escalation"}  decided targets
     sla_retractions_total{metric,tenant,policy}                    breaches proved wrong
     sla_response_seconds{metric,tenant,channel,period}             histogram, wall-clock elapsed
     sla_penalty_total{tenant,currency}                             breach penalties charged
@@ -323,7 +323,8 @@ class SlaMetrics:
                     ev.penalty.amount
                 )
             return
-        outcome = "met" if ev.kind is Kind.MET else "breach"
+        # 003 3.4: a tier escalation is the tier_escalation target's miss, named as such.
+        outcome = "met" if ev.kind is Kind.MET else ev.kind.value
         self.outcomes.labels(metric=metric, tenant=tenant, policy=policy, outcome=outcome).inc()
         elapsed = ev.elapsed_seconds
         if elapsed is not None:  # a breach detected at the deadline has no response yet

@@ -199,10 +199,16 @@ class SlaWorker:
             Kind.BREACH: (self.breaches, self.outcomes),
             Kind.RETRACTION: (self.breaches,),
             Kind.MET: (self.outcomes,),
+            # issue 9 (003 3.4): tier escalations, with breaches until issue 8's
+            # sla.escalations topic is wired here; then (self.escalations,).
+            Kind.ESCALATION: (self.breaches,),
         }
         self.subject_topic = {
             SubjectType.CHAT_SESSION: settings.topic_chat,
             SubjectType.TICKET: settings.topic_tickets,
+            # issue 9 (004 3.3): channel.status, keyed by channel, dead-lettered by the engine
+            # ("no SLA clock") until a KpiTracker is wired into the worker.
+            SubjectType.CHANNEL: settings.topic_tickets,
         }
 
         app.agent(self.inputs, name=f"{settings.app_id}.process", concurrency=1)(self._process)
