@@ -329,7 +329,7 @@ def test_escalations_are_counted_as_their_own_outcome() -> None:
     metrics = SlaMetrics(registry)
     for fact in desk().until("2026-10-10 11:00").facts:
         metrics.observe_sla_event(fact)
-    labels = {"metric": "tier_escalation", "tenant": "contract-003"}
+    labels = {"metric": "tier_escalation", "tenant": "contract-003", "policy": "service-desk"}
     assert registry.get_sample_value("sla_outcomes_total", labels | {"outcome": "escalation"}) == 1
     assert registry.get_sample_value("sla_outcomes_total", labels | {"outcome": "breach"}) == 0
 
