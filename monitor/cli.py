@@ -85,6 +85,14 @@ def build_parser() -> argparse.ArgumentParser:
         "consumer, and breach detection delay (embedded broker unless --broker)",
     )
     bench.add_argument("--broker", help="with --live: a Kafka bootstrap address to use instead")
+    bench.add_argument(
+        "--kafka",
+        action="store_true",
+        help="with --live: start real Apache Kafka (needs Java) instead of the embedded broker",
+    )
+    bench.add_argument(
+        "--events", type=int, help="with --live: backlog size in events (e.g. 1000000)"
+    )
     bench.add_argument("--partitions", type=int, default=4, help="with --live: partitions")
     bench.add_argument(
         "--store", default="rocksdb://", help="with --live: the worker's table store"
@@ -229,6 +237,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
             partitions=args.partitions,
             store=args.store,
             broker=args.broker,
+            kafka=args.kafka,
+            events=args.events,
         )
     from monitor.bench import run_bench  # noqa: PLC0415
 

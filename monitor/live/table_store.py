@@ -16,9 +16,9 @@ know about, and each piece was needed for a reason seen in this project:
   earlier (seen: every session's second event dead-lettered as "no session.started was
   seen"). :meth:`get` and :meth:`write` set the current event to the key's own event first
   (the same partition: a subject's events, timer firings and record are co-partitioned).
-  Faust's own ``take()`` has no such step, which is why it refuses table writes unless the table uses the partitioner
-  (that would put records on the changelog partition of a hash of the table key, not of the
-  input partition, and break recovery after a rebalance).
+  Faust's own ``take()`` has no such step, which is why it refuses table writes unless the
+  table uses the partitioner (that would put records on the changelog partition of a hash of
+  the table key, not of the input partition, and break recovery after a rebalance).
 * **Listing a partition's records.** RocksDB keeps one database per partition (``_dbs``); the
   memory store keeps one dict and remembers the partition only for keys it *recovered*
   (``_key_partition``). Keys written live are remembered here.
