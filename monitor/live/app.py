@@ -225,9 +225,10 @@ class SlaWorker:
         app.timer(settings.retention_interval, name=f"{settings.app_id}.sweep")(self._sweep)
         app.on_partitions_revoked.connect(self._on_revoked, weak=False)
         app.on_rebalance_complete.connect(self._on_rebalance_complete, weak=False)
-        faust_fixes.apply(app, fetch_max_wait=settings.fetch_max_wait)
         if settings.processing_guarantee == "exactly_once":
+            faust_fixes.transactional_consumer(app)
             faust_fixes.commit_between_batches(app, self.batch_lock)
+        faust_fixes.apply(app, fetch_max_wait=settings.fetch_max_wait)
 
     # -- the agent: every input event and timer firing, in partition order -----------------
 
@@ -337,8 +338,8 @@ class SlaWorker:
         """Records ``offset`` as handled, and reports a hole since the previous record: input
         the consumer skipped (see :mod:`monitor.live.faust_fixes` for how that happened)."""
         lane = self.lanes.get(tp)
-        if lane is None:
-            return
+        if lane is None:  # a record before the rebalance that builds its lane completed
+            lane = self.lanes[tp] = Lane()
         previous = lane.processed
         if previous is not None and offset > previous + 1:
             skipped = offset - previous - 1
@@ -397,7 +398,7 @@ class SlaWorker:
             return
         self.metrics.event_consumed(message.topic, parsed.type.value)
         pending.state = step.state
-        batch.facts += [(fact, False) for fact in facts + step.events]
+        batch.facts += [(fact, False, message.partition) for fact in facts + step.events]
 
     def _misrouted(self, event: Event, message: Any) -> str | None:
         """Reasons an otherwise valid event cannot be processed where it arrived: a subject's
@@ -422,7 +423,7 @@ class SlaWorker:
         if state is None:
             return
         step = self.engine.advance(state, now)
-        batch.facts += [(fact, True) for fact in step.events]
+        batch.facts += [(fact, True, message.partition) for fact in step.events]
         if self.engine.is_expired(state, now):
             pending.state = None
 
@@ -435,18 +436,29 @@ class SlaWorker:
     async def _send(self, batch: Batch) -> None:
         """Hands the batch's facts and dead letters to the producer (no wait for delivery).
 
-        Straight to Faust's producer (the transaction manager with ``exactly_once``), not
-        through ``Topic.send``: its channel, sensor and callback layers cost as much as the
-        send itself (py-spy, BENCHMARKS.md), and nothing here needs them.
+        Straight to Faust's producer, not through ``Topic.send``: its channel, sensor and
+        callback layers cost as much as the send itself (py-spy, BENCHMARKS.md), and nothing
+        here needs them. With ``exactly_once`` each output goes into the transaction of the
+        *input* partition whose record produced it, named as Faust names it. Faust's own
+        routing (``TransactionManager.send``) picks the transaction from the consumer's
+        metadata for the *output* topic, which the consumer does not subscribe to: it found
+        none and sent the outputs outside any transaction (seen: 254 facts twice on a
+        ``read_committed`` consumer after three worker kills).
         """
-        producer = await self.app.maybe_start_producer()
+        producer = self.app.producer
+        await producer.maybe_start()
         send = producer.send
+        transactional = self.settings.processing_guarantee == "exactly_once"
+        prefix = f"{self.app.conf.id}-{self._topic_group()}-" if transactional else ""
         deliveries = batch.deliveries
-        for fact, _ in batch.facts:
+        for fact, _, partition in batch.facts:
             value = orjson.dumps(fact.to_dict(self.engine.timezone_of(fact.policy)))
             key = fact.subject_id.encode()
+            tid = f"{prefix}{partition}" if transactional else None
             for topic in self.routes[fact.kind]:
-                deliveries.append(await send(topic, key, value, None, None, None))
+                deliveries.append(
+                    await send(topic, key, value, None, None, None, transactional_id=tid)
+                )
         for message, reason in batch.dead_letters:
             headers = [
                 ("reason", reason.encode()),
@@ -454,13 +466,23 @@ class SlaWorker:
                 ("partition", str(message.partition).encode()),
                 ("offset", str(message.offset).encode()),
             ]
-            topic = self.settings.topic_deadletter
-            deliveries.append(await send(topic, message.key, message.value, None, None, headers))
+            tid = f"{prefix}{message.partition}" if transactional else None
+            deliveries.append(
+                await send(
+                    self.settings.topic_deadletter, message.key, message.value, None, None,
+                    headers, transactional_id=tid,
+                )
+            )  # fmt: skip
+
+    def _topic_group(self) -> int:
+        """Faust's topic group of the input topics (part of its transactional ids)."""
+        group: int = self.app.assignor.group_for_topic(self.settings.topic_chat)
+        return group
 
     def _observe(self, batch: Batch) -> None:
         """Metrics and callbacks of a batch whose outputs the broker has acknowledged."""
         wall = self.wall()
-        for fact, from_timer in batch.facts:
+        for fact, from_timer, _ in batch.facts:
             self.metrics.observe_sla_event(fact)
             if from_timer and fact.kind is Kind.BREACH:
                 self.metrics.observe_detection_delay((wall - fact.deadline) / MICROS_PER_SECOND)
@@ -543,6 +565,10 @@ class SlaWorker:
 
     # -- rebalancing ----------------------------------------------------------------------
 
+    def _processed(self, tp: TP) -> int | None:
+        lane = self.lanes.get(tp)
+        return lane.processed if lane is not None else None
+
     def _input_partitions(self, tps: Iterable[TP]) -> set[TP]:
         inputs = set(self.settings.input_topics)
         return {TP(tp.topic, tp.partition) for tp in tps if tp.topic in inputs}
@@ -561,7 +587,8 @@ class SlaWorker:
         faust_fixes.drain_on_flush(self.app)
         assigned = self._input_partitions(self.app.consumer.assignment())
         self.clocks.forget(self.clocks.partitions() - assigned)
-        fresh = {tp: Lane() for tp in assigned}
+        # A partition kept across the rebalance keeps its last offset (the hole detector).
+        fresh = {tp: Lane(processed=self._processed(tp)) for tp in assigned}
         numbers = {tp.partition for tp in assigned}
         count = 0
         for key, value, partition in self.table.items(numbers):

@@ -1,4 +1,4 @@
-"""Six fixes to faust-streaming 0.15.3 that at-least-once and exactly-once delivery depend on.
+"""Seven fixes to faust-streaming 0.15.3 that at-least-once and exactly-once delivery depend on.
 
 All were found by the recovery tests (``tests/live/test_recovery.py``: SIGKILL a worker
 mid-stream, restart it, compare with replay; ``tests/live/test_kafka.py``: SIGKILL the broker)
@@ -51,6 +51,15 @@ and each loses input for good, so the worker applies them to its own app
    the event is read again and its facts are committed twice. Seen on Kafka 4.1.1: with three
    SIGKILLs of the worker, two ``met`` facts twice on a ``read_committed`` consumer. The fix
    makes the commit wait for the batch in hand, so a transaction holds whole batches only.
+7. **Exactly-once silently off** (:func:`transactional_consumer`). The consumer decides once,
+   when it is created, whether it commits through transactions (``app.in_transaction``, true
+   only once a Faust ``Worker`` has started). Touching ``app.consumer`` before that, as the
+   fixes above must, creates a consumer that commits plain offsets and never starts its
+   transaction manager, while sends still go to it: ``ProducerSendError: No transaction
+   producer found`` once outputs named their transaction, and before that, outputs and
+   commits outside any transaction with ``exactly_once`` configured. The fix marks the app
+   as running in a worker before the consumer exists (the worker is the only runner of a
+   transactional app).
 """
 
 from __future__ import annotations
@@ -206,3 +215,11 @@ def commit_between_batches(app: Any, lock: asyncio.Lock) -> None:
 
     consumer.commit = commit_whole_batches
     consumer._sla_commits_between_batches = True
+
+
+def transactional_consumer(app: Any) -> None:
+    """Makes ``app``'s consumer transactional (see the module doc); call before anything
+    touches ``app.consumer``, for ``processing_guarantee="exactly_once"`` only."""
+    app.in_worker = True
+    if not app.consumer.in_transaction:
+        raise RuntimeError("the consumer was created before the app was marked transactional")

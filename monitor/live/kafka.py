@@ -282,9 +282,11 @@ class KafkaBroker:
         if (self._log_dir / "meta.properties").exists():
             return
         cluster_id = urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        # `--cluster-id=ID` in one word: a base64 id may start with "-" (seen: the format step
+        # took it for an option and failed a test run).
         cmd = self._java(
-            lib, "kafka.tools.StorageTool", "format", "-t", cluster_id,
-            "-c", str(self._config_dir / "server.properties"),
+            lib, "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}",
+            "--config", str(self._config_dir / "server.properties"),
         )  # fmt: skip
         for user in self.scram:
             cmd += ["--add-scram", f"SCRAM-SHA-256=[name={user.name},password={user.password}]"]
