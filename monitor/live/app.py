@@ -36,8 +36,8 @@ are acknowledged by the broker and its records are written, and Faust flushes th
 the deterministic ``sla_id``/``fact_id`` make repeats harmless downstream. That holds only with
 the fixes in :mod:`monitor.live.faust_fixes` (places where Faust 0.15.3 skips or commits past
 input after a restart); :meth:`SlaWorker._advance` counts any hole that still reaches the
-agent (``sla_input_skipped_offsets_total``). ``exactly_once`` maps to Faust's
-Kafka-transactions mode (real Kafka only), with commits between batches (fix 6 there).
+agent (``sla_input_skipped_offsets_total``). ``exactly_once`` is refused at start-up
+(:mod:`monitor.live.config` says why).
 """
 
 from __future__ import annotations
@@ -174,9 +174,6 @@ class SlaWorker:
         # Records that handled batches changed, as bytes (None: deleted), until their batch
         # is completed and they are in the table: the next batch reads them from here.
         self.overlay: dict[bytes, bytes | None] = {}
-        # Held from handling a batch to completing it when batches are not pipelined
-        # (exactly_once); commits then wait for it (faust_fixes.commit_between_batches).
-        self.batch_lock = asyncio.Lock()
 
         app: Any = faust.App(settings.app_id, **faust_settings(settings))
         app.sla_worker = self
@@ -225,9 +222,6 @@ class SlaWorker:
         app.timer(settings.retention_interval, name=f"{settings.app_id}.sweep")(self._sweep)
         app.on_partitions_revoked.connect(self._on_revoked, weak=False)
         app.on_rebalance_complete.connect(self._on_rebalance_complete, weak=False)
-        if settings.processing_guarantee == "exactly_once":
-            faust_fixes.transactional_consumer(app)
-            faust_fixes.commit_between_batches(app, self.batch_lock)
         faust_fixes.apply(app, fetch_max_wait=settings.fetch_max_wait)
 
     # -- the agent: every input event and timer firing, in partition order -----------------
@@ -237,13 +231,10 @@ class SlaWorker:
         fewer as soon as none is waiting, so an idle worker adds no delay), handles it, and
         hands it to :meth:`_complete_in_order`, which publishes and stores its effects and only
         then acknowledges its records (see :mod:`monitor.live.batch`). Up to
-        ``batches_in_flight`` batches wait for their deliveries while the next is handled;
-        with ``exactly_once`` each batch is completed before the next starts (a transaction
-        must hold whole batches)."""
+        ``batches_in_flight`` batches wait for their deliveries while the next is handled."""
         stream.enable_acks = False
         waiting = stream.channel.queue
         limit = self.settings.batch_max
-        pipelined = self.settings.processing_guarantee != "exactly_once"
         queue: asyncio.Queue[Batch | None] = asyncio.Queue(self.settings.batches_in_flight)
         completer = asyncio.ensure_future(self._complete_in_order(queue, stream))
         events: list[Any] = []
@@ -254,11 +245,7 @@ class SlaWorker:
                     continue
                 if completer.done():  # it failed: surface its error, do not pile up batches
                     completer.result()
-                if pipelined:
-                    await queue.put(await self.handle_batch(events))
-                else:
-                    async with self.batch_lock:
-                        await self._complete(await self.handle_batch(events), stream)
+                await queue.put(await self.handle_batch(events))
                 events = []
         finally:
             await queue.put(None)
@@ -277,10 +264,9 @@ class SlaWorker:
         Caller: tests, on a ``memory://`` app (the agent pipelines the same two steps).
         Affects: the table, the output topics, the lanes' deadline indexes, the metrics.
         """
-        async with self.batch_lock:
-            batch = await self.handle_batch(events)
-            await self._complete(batch, None)
-            return batch
+        batch = await self.handle_batch(events)
+        await self._complete(batch, None)
+        return batch
 
     async def handle_batch(self, events: Sequence[Any]) -> Batch:
         """Step 1 of a batch: handles every record in memory (reading records that earlier
@@ -398,7 +384,7 @@ class SlaWorker:
             return
         self.metrics.event_consumed(message.topic, parsed.type.value)
         pending.state = step.state
-        batch.facts += [(fact, False, message.partition) for fact in facts + step.events]
+        batch.facts += [(fact, False) for fact in facts + step.events]
 
     def _misrouted(self, event: Event, message: Any) -> str | None:
         """Reasons an otherwise valid event cannot be processed where it arrived: a subject's
@@ -423,7 +409,7 @@ class SlaWorker:
         if state is None:
             return
         step = self.engine.advance(state, now)
-        batch.facts += [(fact, True, message.partition) for fact in step.events]
+        batch.facts += [(fact, True) for fact in step.events]
         if self.engine.is_expired(state, now):
             pending.state = None
 
@@ -438,27 +424,17 @@ class SlaWorker:
 
         Straight to Faust's producer, not through ``Topic.send``: its channel, sensor and
         callback layers cost as much as the send itself (py-spy, BENCHMARKS.md), and nothing
-        here needs them. With ``exactly_once`` each output goes into the transaction of the
-        *input* partition whose record produced it, named as Faust names it. Faust's own
-        routing (``TransactionManager.send``) picks the transaction from the consumer's
-        metadata for the *output* topic, which the consumer does not subscribe to: it found
-        none and sent the outputs outside any transaction (seen: 254 facts twice on a
-        ``read_committed`` consumer after three worker kills).
+        here needs them.
         """
         producer = self.app.producer
         await producer.maybe_start()
         send = producer.send
-        transactional = self.settings.processing_guarantee == "exactly_once"
-        prefix = f"{self.app.conf.id}-{self._topic_group()}-" if transactional else ""
         deliveries = batch.deliveries
-        for fact, _, partition in batch.facts:
+        for fact, _ in batch.facts:
             value = orjson.dumps(fact.to_dict(self.engine.timezone_of(fact.policy)))
             key = fact.subject_id.encode()
-            tid = f"{prefix}{partition}" if transactional else None
             for topic in self.routes[fact.kind]:
-                deliveries.append(
-                    await send(topic, key, value, None, None, None, transactional_id=tid)
-                )
+                deliveries.append(await send(topic, key, value, None, None, None))
         for message, reason in batch.dead_letters:
             headers = [
                 ("reason", reason.encode()),
@@ -466,23 +442,13 @@ class SlaWorker:
                 ("partition", str(message.partition).encode()),
                 ("offset", str(message.offset).encode()),
             ]
-            tid = f"{prefix}{message.partition}" if transactional else None
-            deliveries.append(
-                await send(
-                    self.settings.topic_deadletter, message.key, message.value, None, None,
-                    headers, transactional_id=tid,
-                )
-            )  # fmt: skip
-
-    def _topic_group(self) -> int:
-        """Faust's topic group of the input topics (part of its transactional ids)."""
-        group: int = self.app.assignor.group_for_topic(self.settings.topic_chat)
-        return group
+            topic = self.settings.topic_deadletter
+            deliveries.append(await send(topic, message.key, message.value, None, None, headers))
 
     def _observe(self, batch: Batch) -> None:
         """Metrics and callbacks of a batch whose outputs the broker has acknowledged."""
         wall = self.wall()
-        for fact, from_timer, _ in batch.facts:
+        for fact, from_timer in batch.facts:
             self.metrics.observe_sla_event(fact)
             if from_timer and fact.kind is Kind.BREACH:
                 self.metrics.observe_detection_delay((wall - fact.deadline) / MICROS_PER_SECOND)

@@ -47,8 +47,7 @@ class Batch:
 
     events: list[Any] = field(default_factory=list)  # the Faust events, acknowledged last
     records: dict[bytes, Pending] = field(default_factory=dict)
-    # (fact, from a timer, the input partition whose record produced it)
-    facts: list[tuple[SlaEvent, bool, int]] = field(default_factory=list)
+    facts: list[tuple[SlaEvent, bool]] = field(default_factory=list)  # (fact, from a timer)
     dead_letters: list[tuple[Any, str]] = field(default_factory=list)  # (message, reason)
     deliveries: list[Any] = field(default_factory=list)  # producer futures of the outputs
     writes: list[tuple[bytes, bytes | None, Any]] = field(default_factory=list)  # key, bytes, event

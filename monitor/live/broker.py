@@ -26,7 +26,7 @@ What Faust and aiokafka need on Tansu 0.6.0 (found by running them against it):
 * **Fetches wait out ``fetch.max.wait``** when they cover several partitions, even once data
   has arrived (Kafka answers at once). Timer firings travel through a topic, so the worker's
   wait (``fetch_max_wait``) is kept short here: 0.05 s.
-* **No transactions**: ``processing_guarantee="exactly_once"`` is for real Kafka only.
+* **No transactions** (Kafka has them; the worker offers at-least-once on both brokers).
 * **Topics** are created explicitly (``sla-monitor topics`` or :func:`monitor.live.topics.
   ensure_topics`); Faust's own declaration of its changelog also works, but the partition count
   must be right from the start, so we never rely on it.

@@ -1,4 +1,4 @@
-"""Seven fixes to faust-streaming 0.15.3 that at-least-once and exactly-once delivery depend on.
+"""Five fixes to faust-streaming 0.15.3 that at-least-once delivery depends on.
 
 All were found by the recovery tests (``tests/live/test_recovery.py``: SIGKILL a worker
 mid-stream, restart it, compare with replay; ``tests/live/test_kafka.py``: SIGKILL the broker)
@@ -43,23 +43,17 @@ and each loses input for good, so the worker applies them to its own app
    asked for offset 2; that session's breach never came. The fix seeks such partitions to
    their beginning, which is what ``auto_offset_reset="earliest"`` promises for a group that
    has committed nothing.
-6. **Exactly-once commits in the middle of an event** (:func:`commit_between_batches`). With
-   ``processing_guarantee="exactly_once"`` Faust commits a partition's transaction (its outputs
-   *and* its input offsets) from a timer, while the agent may be half-way through an event:
-   the event's outputs already sent into the transaction, its offset not yet acknowledged.
-   The transaction then commits outputs of an event it does not mark as read; after a crash
-   the event is read again and its facts are committed twice. Seen on Kafka 4.1.1: with three
-   SIGKILLs of the worker, two ``met`` facts twice on a ``read_committed`` consumer. The fix
-   makes the commit wait for the batch in hand, so a transaction holds whole batches only.
-7. **Exactly-once silently off** (:func:`transactional_consumer`). The consumer decides once,
-   when it is created, whether it commits through transactions (``app.in_transaction``, true
-   only once a Faust ``Worker`` has started). Touching ``app.consumer`` before that, as the
-   fixes above must, creates a consumer that commits plain offsets and never starts its
-   transaction manager, while sends still go to it: ``ProducerSendError: No transaction
-   producer found`` once outputs named their transaction, and before that, outputs and
-   commits outside any transaction with ``exactly_once`` configured. The fix marks the app
-   as running in a worker before the consumer exists (the worker is the only runner of a
-   transactional app).
+Not fixed: **exactly-once.** ``processing_guarantee="exactly_once"`` is refused at start-up
+(:mod:`monitor.live.config`). Three faults were found and fixed on the way (commit
+``a38f5a4``): the consumer decides once, when created, whether it commits through
+transactions, and touching ``app.consumer`` before a ``Worker`` has started (as fix 3 must)
+made it commit plain offsets with ``exactly_once`` configured; Faust's transaction manager
+routes a send by the consumer's metadata of the *output* topic, which the consumer does not
+subscribe to, so outputs went outside any transaction; and commits ran half-way through an
+event. With all three fixed, a ``read_committed`` reader still saw facts missing (36 of
+~400 per topic), repeated (26) and not in replay after three SIGKILLs of the worker on Kafka
+4.1.1 (``tests/live/test_kafka.py`` at ``a38f5a4``): table recovery, the changelog and the
+input offsets do not move together across aborted transactions.
 """
 
 from __future__ import annotations
@@ -199,27 +193,3 @@ def drain_on_flush(app: Any) -> None:
 
     buffer.flush = flush
     buffer._sla_drains = True
-
-
-def commit_between_batches(app: Any, lock: asyncio.Lock) -> None:
-    """Makes this app's commits wait for ``lock``, which the worker holds while it handles a
-    batch (see the module doc): with transactions, a commit then covers whole batches."""
-    consumer = app.consumer
-    if getattr(consumer, "_sla_commits_between_batches", False):
-        return
-    commit = consumer.commit
-
-    async def commit_whole_batches(*args: Any, **kwargs: Any) -> Any:
-        async with lock:
-            return await commit(*args, **kwargs)
-
-    consumer.commit = commit_whole_batches
-    consumer._sla_commits_between_batches = True
-
-
-def transactional_consumer(app: Any) -> None:
-    """Makes ``app``'s consumer transactional (see the module doc); call before anything
-    touches ``app.consumer``, for ``processing_guarantee="exactly_once"`` only."""
-    app.in_worker = True
-    if not app.consumer.in_transaction:
-        raise RuntimeError("the consumer was created before the app was marked transactional")
