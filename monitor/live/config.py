@@ -54,6 +54,8 @@ class Settings:
     topic_outcomes: str = "sla.outcomes"
     topic_deadletter: str = "sla.deadletter"
     topic_timeouts: str = "sla.timeouts"  # internal: timer firings, co-partitioned
+    topic_agents: str = "agents"  # issue 8: agent.status input (key agent_id)
+    topic_escalations: str = "sla.escalations"  # issue 8: 002 6.2 escalation facts
     partitions: int = 8
     replication_factor: int = 1
 

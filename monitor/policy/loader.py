@@ -20,6 +20,7 @@ import orjson
 import yaml
 from jsonschema import Draft202012Validator
 
+from monitor.accounting.rules import parse_accounting
 from monitor.bundled import policies_dir, schemas_dir
 from monitor.calendar import WorkingTime, make_day_calendar
 from monitor.errors import ConfigError, PolicyError
@@ -153,6 +154,7 @@ class _PolicyBuilder:
             working_time=working_time,
             metrics=metrics,
             retention=retention,
+            accounting=parse_accounting(doc.get("accounting"), self.fail),
         )
 
     def _working_time(self, tz: ZoneInfo) -> WorkingTime:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
+from monitor.accounting.rules import AccountingRules
 from monitor.calendar import WorkingTime
 from monitor.errors import RejectedEvent
 from monitor.events import SubjectType, TicketStatus
@@ -77,6 +78,7 @@ class Policy:
     working_time: WorkingTime
     metrics: dict[Metric, MetricPolicy]
     retention: Micros
+    accounting: AccountingRules | None = None  # 002 3.3 / 6.2 (monitor.accounting.rules)
 
 
 @dataclass(frozen=True, slots=True)
