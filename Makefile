@@ -37,6 +37,11 @@ tools:
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends prometheus kcat; }
+	@# The monthly report's screenshot test (issue 8): headless Chromium, CJK fonts for --lang zh.
+	@command -v chromium >/dev/null && fc-list :lang=zh family | grep -q 'Noto Sans CJK' || { \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium fonts-noto-cjk; }
 
 ## Apache Kafka's broker jars (deploy/kafka/pom.xml), fetched with Maven once and cached.
 kafka-jars: $(STAMP)

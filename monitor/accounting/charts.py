@@ -30,7 +30,7 @@ _BLUE, _RED, _GREY = "#2b6cb0", "#c53030", "#718096"
 
 def _svg(fig: Figure) -> str:
     buffer = io.StringIO()
-    fig.savefig(buffer, format="svg", bbox_inches="tight")
+    fig.savefig(buffer, format="svg", bbox_inches="tight", metadata={"Date": None})
     plt.close(fig)
     text = buffer.getvalue()
     return text[text.index("<svg") :]  # drop the XML prologue: inlined in HTML
