@@ -178,8 +178,12 @@ def test_report_counts_equal_a_plain_count_of_replay_output(
     for row in tenant["metrics"]:
         if row["period"] != "all":
             continue
-        mine = [f for f in last.values() if (f["channel"], f["metric"]) == (row["channel"],
-                row["metric"]) and str(f["started_at"]).startswith("2026-10")]  # fmt: skip
+        mine = [
+            f
+            for f in last.values()
+            if (f["channel"], f["metric"]) == (row["channel"], row["metric"])
+            and str(f["started_at"]).startswith("2026-10")
+        ]
         assert row["met"] == sum(1 for f in mine if f["kind"] == "met")
         assert row["breached"] == sum(1 for f in mine if f["kind"] == "breach")
     penalties = sum(
@@ -190,3 +194,19 @@ def test_report_counts_equal_a_plain_count_of_replay_output(
     assert tenant["ledger"]["totals"] == {"CNY": penalties}
     # Without the input events, bot_only cannot be decided and the report says so.
     assert any("bot_only" in note for note in tenant["notes"])
+
+
+def test_escalations_and_the_report_follow_their_schemas(
+    month: tuple[KnownMonth, Path, Path],
+) -> None:
+    from monitor import schemas
+
+    _, events, facts = month
+    escalation = schemas.validator("escalation.schema.json")
+    lines = [orjson.loads(line) for line in facts.read_bytes().splitlines()]
+    checked = [escalation.validate(f) for f in lines if f.get("kind") == "escalation"]
+    assert len(checked) == 15
+    report = orjson.loads(
+        cli("report", "--month", "2026-10", "--format", "json", str(facts), str(events))
+    )
+    schemas.validator("report.schema.json").validate(report)

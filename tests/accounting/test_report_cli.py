@@ -62,8 +62,9 @@ def test_a_source_that_is_not_sla_facts_is_named_with_its_line(tmp_path: Path) -
 def test_a_tenant_with_no_data_gets_an_empty_report_that_says_so(
     sources: tuple[Path, Path],
 ) -> None:
-    done = run("report", "--month", "2026-10", "--tenant", "nobody", "--format", "json",
-               str(sources[0]))  # fmt: skip
+    done = run(
+        "report", "--month", "2026-10", "--tenant", "nobody", "--format", "json", str(sources[0])
+    )
     assert done.returncode == 0, done.stderr
     (tenant,) = orjson.loads(done.stdout)["tenants"]
     assert tenant["empty"] is True
@@ -83,10 +84,21 @@ def test_csv_and_xlsx_carry_the_ledger_and_its_total(
     start = rows.index(["# ledger"])
     ledger = rows[start + 2 :]
     assert len(ledger) == breaches + 1
-    assert ledger[-1][2] == "Total" and float(ledger[-1][8]) == 100.0 * breaches
+    assert ledger[-1][2] == "Total"
+    assert float(ledger[-1][8]) == 100.0 * breaches
     out = tmp_path / "r.xlsx"
-    done = run("report", "--month", "2026-10", "--format", "xlsx", "--lang", "zh",
-               "--out", str(out), *map(str, sources))  # fmt: skip
+    done = run(
+        "report",
+        "--month",
+        "2026-10",
+        "--format",
+        "xlsx",
+        "--lang",
+        "zh",
+        "--out",
+        str(out),
+        *map(str, sources),
+    )
     assert done.returncode == 0, done.stderr
     book = load_workbook(out)
     assert book.sheetnames == ["summary", "causes", "presence", "escalations", "ledger"]
@@ -103,10 +115,20 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 def chromium(*args: str) -> subprocess.CompletedProcess[bytes]:
     assert CHROMIUM, "chromium missing: `make tools` installs Debian's chromium"
     return subprocess.run(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-         "--no-first-run", "--disable-extensions", *args],
-        capture_output=True, check=False, timeout=120,
-    )  # fmt: skip
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            "--no-first-run",
+            "--disable-extensions",
+            *args,
+        ],
+        capture_output=True,
+        check=False,
+        timeout=120,
+    )
 
 
 @pytest.mark.parametrize("lang", ["en", "zh"])
@@ -114,8 +136,9 @@ def test_the_html_report_as_chromium_shows_it(
     sources: tuple[Path, Path], tmp_path: Path, lang: str
 ) -> None:
     page = tmp_path / f"report-{lang}.html"
-    done = run("report", "--month", "2026-10", "--lang", lang, "--out", str(page),
-               *map(str, sources))  # fmt: skip
+    done = run(
+        "report", "--month", "2026-10", "--lang", lang, "--out", str(page), *map(str, sources)
+    )
     assert done.returncode == 0, done.stderr
     html = page.read_text(encoding="utf-8")
     # Self-contained: nothing to fetch at view time (namespace URIs are names, not fetched).
@@ -135,7 +158,10 @@ def test_the_html_report_as_chromium_shows_it(
     rgb = (pixels[:, :, :3] * 255).round()
     blue = ((abs(rgb - [0x2B, 0x6C, 0xB0]) <= 2).all(axis=2)).sum()  # the charts' bars
     red = ((abs(rgb - [0xC5, 0x30, 0x30]) <= 2).all(axis=2)).sum()  # causes, threshold lines
-    assert blue > 5000 and red > 500, (blue, red)
+    assert blue > 5000, blue
+    assert red > 500, red
     if lang == "zh":
-        fonts = subprocess.run(["fc-list", ":lang=zh", "family"], capture_output=True, text=True)
+        fonts = subprocess.run(
+            ["fc-list", ":lang=zh", "family"], capture_output=True, text=True, check=True
+        )
         assert "Noto Sans CJK" in fonts.stdout, "fonts-noto-cjk missing: `make tools`"
