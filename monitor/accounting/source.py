@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from monitor.accounting.escalation import escalation_from_dict
+from monitor.accounting.escalation import BREACH_COUNT, SLOW_DAYS, escalation_from_dict
 from monitor.accounting.facts import InvalidFact, fact_from_dict
 from monitor.accounting.report import Inputs, ReportError
 from monitor.errors import InvalidEvent
@@ -48,7 +48,9 @@ class Collector:
             if kind in _FACT_KINDS:
                 self.inputs.facts.append(fact_from_dict(obj))
             elif kind == "escalation":
-                if "escalation_id" in obj:  # this 6.2 trips; other kinds are skipped
+                # 002 6.2 trips; other escalations on the topic (003 3.4 tier escalations of
+                # tickets) carry other rules and are not part of this report.
+                if obj.get("rule") in (BREACH_COUNT, SLOW_DAYS):
                     self.inputs.escalations.append(escalation_from_dict(obj))
             elif obj.get("type") == AGENT_STATUS:
                 self.inputs.statuses.append(agent_status_from_dict(obj))
