@@ -2,7 +2,8 @@
 
 * ``replay``  — the engine over a JSONL file (the oracle; also a batch checker);
 * ``check``   — validates policy files and exits (CI for policy changes);
-* ``worker``, ``topics``, ``demo`` — the live Faust worker and its tooling (monitor.live);
+* ``worker``, ``topics``, ``demo``, ``broker`` — the live Faust worker and its tooling
+  (monitor.live);
 * ``bench``   — throughput and memory figures (BENCHMARKS.md).
 
 argparse (standard library) parses the options: the CLI is small and this keeps start-up fast.
@@ -128,6 +129,7 @@ def _add_live_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
         ("worker", "run the Faust worker (Kafka in, SLA events out)"),
         ("topics", "create the Kafka topics, or check existing ones match"),
         ("demo", "embedded broker + worker + realistic traffic, until Ctrl-C"),
+        ("broker", "a development broker in the foreground: Tansu, or Apache Kafka (--kafka)"),
     ):
         parser = sub.add_parser(name, help=help_text)
         getattr(live, f"add_{name}_args")(parser)

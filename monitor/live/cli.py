@@ -1,6 +1,6 @@
-"""Entry points of ``sla-monitor worker``, ``topics`` and ``demo``.
+"""Entry points of ``sla-monitor worker``, ``topics``, ``demo`` and ``broker``.
 
-Who calls what: :mod:`monitor.cli` (owned by the lead) adds one subparser per command, calls
+Who calls what: :mod:`monitor.cli` adds one subparser per command, calls
 ``add_<name>_args(parser)`` to declare its options and dispatches to ``cmd_<name>(args)``,
 which returns the exit code. Errors sla-monitor raises on purpose (ConfigError, PolicyError)
 propagate to :func:`monitor.cli.main`, which prints them as one line with exit code 2.
@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import sys
+import threading
 from typing import Any
 
+from monitor.errors import ConfigError
 from monitor.live.config import Settings, load_settings
 
 
@@ -86,6 +89,22 @@ def add_demo_args(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
+def add_broker_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--kafka",
+        action="store_true",
+        help="real Apache Kafka (needs Java 17+; Maven fetches the jars the first time) "
+        "instead of the embedded Tansu broker",
+    )
+    parser.add_argument("--port", type=int, default=9092, help="listener port (9092)")
+    parser.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        help="with --kafka: keep the broker's data here, across restarts (default: a temporary "
+        "folder, removed on exit)",
+    )
+
+
 def settings_from_args(args: argparse.Namespace) -> Settings:
     """The settings for a command: config file < environment < command-line options."""
     overrides: dict[str, Any] = {}
@@ -132,3 +151,42 @@ def cmd_demo(args: argparse.Namespace) -> int:
         show_warnings=args.warnings,
         start=args.start,
     )
+
+
+def cmd_broker(args: argparse.Namespace) -> int:
+    """A development broker in the foreground until Ctrl-C or SIGTERM.
+
+    Prints ``bootstrap: HOST:PORT`` on stdout once clients can connect (scripts wait for that
+    line), everything else on stderr.
+    """
+    from monitor.live.broker import EmbeddedBroker  # noqa: PLC0415
+    from monitor.live.kafka import KafkaBroker  # noqa: PLC0415
+
+    server: EmbeddedBroker | KafkaBroker
+    if args.kafka:
+        server = KafkaBroker(args.port, data_dir=args.data_dir)
+    elif args.data_dir:
+        raise ConfigError(
+            "--data-dir needs --kafka: the embedded Tansu broker keeps its data in memory only"
+        )
+    else:
+        server = EmbeddedBroker(args.port)
+    stopping = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stopping.set())
+    print(f"starting {server.name} on 127.0.0.1:{args.port} ...", file=sys.stderr)
+    server.start()
+    try:
+        print(f"bootstrap: {server.bootstrap}", flush=True)
+        if isinstance(server, KafkaBroker):
+            print(f"data: {server.data_dir}  log: {server.log_path}", file=sys.stderr)
+        while not stopping.wait(0.5):
+            if not server.running:
+                raise ConfigError(f"the {server.name} broker exited on its own")
+    finally:
+        print(f"stopping {server.name} ...", file=sys.stderr)
+        if isinstance(server, KafkaBroker):
+            server.remove()  # stops it; deletes the data only when it was a temporary folder
+        else:
+            server.stop()
+    return 0

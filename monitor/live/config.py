@@ -80,6 +80,7 @@ class Settings:
     heartbeat_interval: float = 3.0
     commit_interval: float = 2.8
     fetch_max_wait: float = 0.5  # longest wait for fetch data (Kafka's default; Tansu: 0.05)
+    connect_timeout: float = 60.0  # start-up gives up when no broker answers for this long
 
     def __post_init__(self) -> None:
         if self.security_protocol not in SECURITY_PROTOCOLS:
@@ -104,7 +105,10 @@ class Settings:
         names = self.all_topics()
         if len(set(names)) != len(names):
             raise ConfigError(f"topic names must be distinct: {', '.join(names)}")
-        for name in ("tick_interval", "rebalance_timeout", "session_timeout", "fetch_max_wait"):
+        for name in (
+            "tick_interval", "rebalance_timeout", "session_timeout", "fetch_max_wait",
+            "connect_timeout",
+        ):  # fmt: skip
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive")
         if self.event_time_grace < 0:

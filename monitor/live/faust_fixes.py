@@ -1,7 +1,8 @@
-"""Four fixes to faust-streaming 0.15.3 that at-least-once delivery depends on.
+"""Five fixes to faust-streaming 0.15.3 that at-least-once delivery depends on.
 
-All were found by ``tests/live/test_recovery.py`` (SIGKILL a worker mid-stream, restart it,
-compare with replay) and both lose input for good, so the worker applies them to its own app
+All were found by the recovery tests (``tests/live/test_recovery.py``: SIGKILL a worker
+mid-stream, restart it, compare with replay; ``tests/live/test_kafka.py``: SIGKILL the broker)
+and each loses input for good, so the worker applies them to its own app
 (per instance, never to the classes: other apps in the process keep Faust's behaviour).
 
 1. **Recovery resumes input before it seeks** (:func:`seek_before_resume`). After table
@@ -33,6 +34,15 @@ compare with replay) and both lose input for good, so the worker applies them to
    ``ProducerBuffer.flush`` returns after 0.1 s without a send, *with records still
    buffered*, and the commit goes ahead; a SIGKILL then loses changelog records of committed
    events.
+5. **Nothing committed means "wherever the fetcher got to"** (in :func:`seek_before_resume`).
+   aiokafka's ``seek_to_committed`` seeks only partitions with a committed offset above 0. A
+   partition with none keeps its fetch position, and records fetched there before a rebalance
+   (then dropped by Faust, the partition not yet active) are never read again. Seen on Kafka
+   4.1.1 after the broker was SIGKILLed and restarted: the worker rejoined, ``chat.sessions[2]``
+   was fetched at offsets 0-1 during the rejoin, never reached the agent, and the next fetch
+   asked for offset 2; that session's breach never came. The fix seeks such partitions to
+   their beginning, which is what ``auto_offset_reset="earliest"`` promises for a group that
+   has committed nothing.
 """
 
 from __future__ import annotations
@@ -40,6 +50,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from typing import Any
+
+from aiokafka import TopicPartition
 
 
 def apply(app: Any, *, fetch_max_wait: float) -> None:
@@ -87,6 +99,18 @@ def seek_before_resume(app: Any) -> None:
         if assignment:
             recovery.log.info("Seek stream partitions to committed offsets.")
             await recovery._wait(consumer.perform_seek(), timeout=app.conf.broker_request_timeout)
+            # Fix 5: with nothing committed (or 0), read from the beginning, not from wherever
+            # a fetch before this rebalance left the position.
+            fresh = [
+                TopicPartition(tp.topic, tp.partition)
+                for tp in assignment
+                if not recovery._is_changelog_tp(tp) and not consumer._committed_offset.get(tp)
+            ]
+            if fresh:
+                await recovery._wait(
+                    consumer._thread.seek_to_beginning(*fresh),
+                    timeout=app.conf.broker_request_timeout,
+                )
         recovery.completed.set()
         app.flow_control.resume()
         consumer.resume_flow()

@@ -26,6 +26,9 @@ What a one-node test broker needs (``shared/notes/real-kafka.md``, checked on 4.
   changelog topic is compacted, so the cleaner starts).
 * **Ready** means a Metadata request on the plain listener lists one broker; a listening socket
   alone is not enough (the broker accepts connections before it has registered).
+* **Crashes.** With one replica, Kafka 4.1 elects no leader for a partition whose only
+  replica shut down uncleanly; the test broker allows unclean election (there is no other copy
+  to prefer). A production cluster has three replicas and keeps the default.
 * **Stopping.** SIGTERM is a controlled shutdown (a few seconds); :meth:`KafkaBroker.kill` is
   SIGKILL, a crash, for the restart tests.
 """
@@ -233,6 +236,11 @@ class KafkaBroker:
             "num.io.threads=2",
             "log.cleaner.dedupe.buffer.size=16777216",
             "log.message.timestamp.after.max.ms=9223372036854775807",
+            # One replica: after a SIGKILL the controller (same process) counts the restarted
+            # broker's replicas as unclean and elects no leader, so partitions stayed
+            # leaderless and consumers stalled (seen in the broker-restart test on 4.1.1).
+            # With a single copy there is no cleaner replica to wait for.
+            "unclean.leader.election.enable=true",
             *extra,
         ]
         return "\n".join(lines) + "\n"

@@ -21,6 +21,7 @@ from aiokafka.errors import TopicAlreadyExistsError
 
 from monitor.errors import ConfigError
 from monitor.live.config import Settings
+from monitor.live.preflight import check_broker
 
 # Topic-level configs. The changelog is compacted (Faust's default for tables): only the last
 # record per key matters. Timer firings are worthless after a day: the index is rebuilt from
@@ -62,7 +63,8 @@ async def ensure_topics(
         request_timeout_ms=int(timeout * 1000),
         **settings.aiokafka_security(),
     )
-    await _retry(admin.start, timeout)
+    await check_broker(settings, timeout)
+    await admin.start()
     try:
         wanted = settings.all_topics()
         existing = set(await admin.list_topics())
@@ -136,17 +138,3 @@ def _errors(response: Any) -> list[tuple[str, int, str | None]]:
         message = entry[2] if len(entry) > 2 else None
         out.append((name, code, message))
     return out
-
-
-async def _retry(start: Any, timeout: float) -> None:
-    """Starts a client, retrying while the broker comes up (compose starts them together)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        try:
-            await start()
-            return
-        except Exception as exc:
-            if loop.time() >= deadline:
-                raise ConfigError(f"cannot reach the broker: {exc}") from exc
-            await asyncio.sleep(1.0)

@@ -7,6 +7,7 @@ handlers, stops the agents, flushes the producer and commits before exiting).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 from collections.abc import Callable
@@ -16,6 +17,7 @@ from monitor.engine import SlaEngine
 from monitor.live.app import FactCallback, create_app
 from monitor.live.clock import wall_clock
 from monitor.live.config import Settings
+from monitor.live.preflight import check_broker
 from monitor.metrics import SlaMetrics
 from monitor.policy import load_policy_set
 from monitor.timeutil import Micros
@@ -39,6 +41,8 @@ def run_worker(
     from prometheus_client import start_http_server  # noqa: PLC0415
 
     engine = build_engine(settings)
+    # A wrong password or an unreachable broker stops start-up here, with one line.
+    asyncio.run(check_broker(settings, settings.connect_timeout))
     metrics = SlaMetrics(topics=settings.input_topics)
     if settings.metrics_port:
         start_http_server(settings.metrics_port)

@@ -32,6 +32,7 @@ POLICIES = str(Path(__file__).parent / "policies")
 ROOT = Path(__file__).resolve().parents[2]
 BEIJING = timezone(timedelta(hours=8))
 _names = itertools.count(1)
+_ids = itertools.count(1)
 
 
 def iso(offset_seconds: float = 0.0, base: datetime | None = None) -> str:
@@ -173,11 +174,39 @@ def record_for(setup: LiveSetup, event: dict[str, Any]) -> tuple[str, bytes, byt
     return chat(setup, event)
 
 
+def session_id(tag: str) -> str:
+    """A chat session id no other test (or earlier run on the same broker) uses."""
+    return f"S-{tag}-{next(_ids)}-{time.time_ns() % 10**9}"
+
+
+def ev(sid: str, type_: str, at: str, tenant: str = "acme", **fields: Any) -> dict[str, Any]:
+    """A chat event of session ``sid`` at ``at``, with an id derived from its content."""
+    return {
+        "event_id": f"{sid}:{type_}:{fields.get('sender', '')}:{at}",
+        "type": type_,
+        "occurred_at": at,
+        "tenant": tenant,
+        "session_id": sid,
+        **fields,
+    }
+
+
+def opened(sid: str, at: str, tenant: str = "acme") -> list[dict[str, Any]]:
+    """A session started by a customer message at ``at``, nobody answering yet."""
+    return [
+        ev(sid, "session.started", at, tenant, channel="web"),
+        ev(sid, "message.sent", at, tenant, sender="customer"),
+    ]
+
+
 class TopicReader:
     """Reads whole topics from the beginning (no consumer group) and keeps every record."""
 
-    def __init__(self, settings: Settings, topics: Iterable[str]) -> None:
+    def __init__(
+        self, settings: Settings, topics: Iterable[str], *, read_committed: bool = False
+    ) -> None:
         self.settings = settings
+        self.isolation_level = "read_committed" if read_committed else "read_uncommitted"
         self.topics = list(topics)
         self.records: dict[str, list[Any]] = {t: [] for t in self.topics}
         self._consumer: AIOKafkaConsumer | None = None
@@ -187,6 +216,7 @@ class TopicReader:
             bootstrap_servers=self.settings.bootstrap_servers,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
+            isolation_level=self.isolation_level,
             **self.settings.aiokafka_security(),
         )
         await consumer.start()

@@ -8,7 +8,6 @@ scenario takes seconds. Every test uses its own session ids on a shared worker.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import random
 import time
 from collections.abc import Iterator
@@ -23,11 +22,20 @@ from monitor.errors import InvalidEvent
 from monitor.live.broker import Broker
 from monitor.timeutil import parse_rfc3339
 from monitor.validation import MAX_EVENT_BYTES, parse_event
-from tests.live.harness import LiveSetup, TopicReader, WorkerProcess, chat, iso, produce
+from tests.live.harness import (
+    LiveSetup,
+    TopicReader,
+    WorkerProcess,
+    chat,
+    ev,
+    iso,
+    opened,
+    produce,
+    session_id,
+)
 
 pytestmark = pytest.mark.broker
 
-_ids = itertools.count(1)
 TARGET = 4_000_000  # the test policy's first_response target, in microseconds
 
 
@@ -44,29 +52,6 @@ def live(
         yield setup, worker
     finally:
         worker.stop()
-
-
-def session_id(tag: str) -> str:
-    return f"S-{tag}-{next(_ids)}-{time.time_ns() % 10**9}"
-
-
-def ev(sid: str, type_: str, at: str, tenant: str = "acme", **fields: Any) -> dict[str, Any]:
-    return {
-        "event_id": f"{sid}:{type_}:{fields.get('sender', '')}:{at}",
-        "type": type_,
-        "occurred_at": at,
-        "tenant": tenant,
-        "session_id": sid,
-        **fields,
-    }
-
-
-def opened(sid: str, at: str, tenant: str = "acme") -> list[dict[str, Any]]:
-    """A session started by a customer message at ``at``, nobody answering yet."""
-    return [
-        ev(sid, "session.started", at, tenant, channel="web"),
-        ev(sid, "message.sent", at, tenant, sender="customer"),
-    ]
 
 
 def of(facts: list[dict[str, Any]], sid: str, kind: str | None = None) -> list[dict[str, Any]]:
