@@ -47,7 +47,7 @@ from collections.abc import Iterable
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
-from monitor.events import EventType
+from monitor.events import AGENT_STATUS, EventType
 from monitor.sla_event import Kind, SlaEvent
 
 NONE = "none"  # label value for a field the fact does not carry
@@ -136,7 +136,7 @@ _REASON_RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 
 CLOCK_MODES = ("wall", "event")
-_KNOWN_TYPES = frozenset(t.value for t in EventType)
+_KNOWN_TYPES = frozenset(t.value for t in EventType) | {AGENT_STATUS}  # + issue 8 presence
 
 
 def reason_code(reason: str) -> str:

@@ -13,26 +13,20 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-import orjson
-
 from monitor.errors import ConfigError
 
 
-def read_kafka(settings: Any, progress: bool = True) -> Iterator[tuple[str, int, Any]]:
-    """(topic, offset, decoded JSON) of every record; undecodable records raise ConfigError."""
+def read_kafka(settings: Any, progress: bool = True) -> Iterator[tuple[str, int, int, bytes]]:
+    """``(topic, partition, offset, value)`` of every record with a value; the caller decodes
+    (an ``agents`` record the worker dead-lettered is skipped there, a bad fact is an error)."""
     return iter(asyncio.run(_read_all(settings, progress)))
 
 
-async def _read_all(settings: Any, progress: bool) -> list[tuple[str, int, Any]]:
+async def _read_all(settings: Any, progress: bool) -> list[tuple[str, int, int, bytes]]:
     from aiokafka import AIOKafkaConsumer, TopicPartition  # noqa: PLC0415
     from tqdm import tqdm  # noqa: PLC0415
 
-    topics = [
-        settings.topic_outcomes,
-        settings.topic_breaches,
-        settings.topic_escalations,
-        settings.topic_agents,
-    ]
+    topics = list(settings.report_topics)
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.bootstrap_servers,
         enable_auto_commit=False,
@@ -40,7 +34,7 @@ async def _read_all(settings: Any, progress: bool) -> list[tuple[str, int, Any]]
         **settings.aiokafka_security(),
     )
     await consumer.start()
-    out: list[tuple[str, int, Any]] = []
+    out: list[tuple[str, int, int, bytes]] = []
     try:
         partitions = [
             TopicPartition(topic, p)
@@ -63,12 +57,8 @@ async def _read_all(settings: Any, progress: bool) -> list[tuple[str, int, Any]]
             for tp, records in batches.items():
                 for record in records:
                     if tp in left and record.offset < left[tp]:
-                        try:
-                            out.append((tp.topic, record.offset, orjson.loads(record.value)))
-                        except orjson.JSONDecodeError:
-                            raise ConfigError(
-                                f"{tp.topic}[{tp.partition}]@{record.offset}: not JSON"
-                            ) from None
+                        if record.value is not None:
+                            out.append((tp.topic, tp.partition, record.offset, record.value))
                         bar.update(1)
                 if tp in left and await consumer.position(tp) >= left[tp]:
                     del left[tp]

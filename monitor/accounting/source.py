@@ -84,12 +84,44 @@ def read_sources(sources: Iterable[str], settings: Any = None, progress: bool = 
         if source == KAFKA or source.startswith(KAFKA):
             from monitor.accounting.kafka_source import read_kafka  # noqa: PLC0415
 
-            for topic, offset, obj in read_kafka(settings, progress=progress):
-                collector.add(obj, f"kafka {topic} offset {offset}")
+            _read_kafka_records(collector, settings, read_kafka(settings, progress=progress))
         else:
             for number, obj in _read_jsonl(Path(source)):
                 collector.add(obj, f"{source}:{number}")
     return collector.finish()
+
+
+def _read_kafka_records(
+    collector: Collector, settings: Any, records: Iterable[tuple[str, int, int, bytes]]
+) -> None:
+    """Adds the broker's records. An ``agents`` record that is not a valid ``agent.status``
+    was dead-lettered by the worker (monitor.live.escalation_agent) with its reason: it is
+    skipped and counted on stderr, as the worker did, rather than stopping the report. A
+    record of the ``sla.*`` topics the report cannot read is an error, as in a file."""
+    skipped: list[str] = []
+    for topic, partition, offset, raw in records:
+        where = f"kafka {topic}[{partition}]@{offset}"
+        try:
+            obj = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            if topic == settings.topic_agents:
+                skipped.append(f"{where}: not JSON ({exc.msg})")
+                continue
+            raise ReportError(f"{where}: not JSON ({exc.msg})") from None
+        if topic == settings.topic_agents:
+            try:
+                agent_status_from_dict(obj)
+            except InvalidEvent as exc:
+                skipped.append(f"{where}: {exc}")
+                continue
+        collector.add(obj, where)
+    if skipped:
+        print(
+            f"report: skipped {len(skipped)} invalid agent.status record(s) of "
+            f"{settings.topic_agents} (the worker dead-letters them to "
+            f"{settings.topic_deadletter}); first: {skipped[0]}",
+            file=sys.stderr,
+        )
 
 
 def _read_jsonl(path: Path) -> Iterator[tuple[int, Any]]:

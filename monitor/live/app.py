@@ -72,7 +72,13 @@ def create_app(
 ) -> Any:
     """Builds a Faust app for ``settings``. ``wall`` is the clock of caught-up partitions
     (the demo fast-forwards it); ``on_fact`` is called for each SLA fact after it is sent."""
-    return SlaWorker(settings, engine, metrics, wall=wall, on_fact=on_fact).app
+    worker = SlaWorker(settings, engine, metrics, wall=wall, on_fact=on_fact)
+    # --- issue 8 (contract accounting): the 002 6.2 escalation stage and the agents input ---
+    from monitor.live.escalation_agent import register_escalation_stage  # noqa: PLC0415
+
+    worker.app.escalation_stage = register_escalation_stage(worker)
+    # --- end issue 8 ---
+    return worker.app
 
 
 def faust_settings(settings: Settings) -> dict[str, Any]:
