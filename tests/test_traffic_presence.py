@@ -19,6 +19,14 @@ ROOT = Path(__file__).resolve().parents[1]
 MONDAY = datetime(2026, 10, 12, 0, 0, tzinfo=traffic.BEIJING)  # a working day
 
 
+def _cli(*args: str) -> bytes:
+    done = subprocess.run(
+        [sys.executable, "-m", "monitor.cli", *args], capture_output=True, cwd=ROOT, check=False
+    )
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    return done.stdout
+
+
 def test_presence_is_opt_in_and_leaves_the_subjects_events_alone() -> None:
     plain = traffic.sample_events()
     with_presence = traffic.generate(
@@ -63,19 +71,12 @@ def test_a_generated_day_feeds_the_reports_presence(tmp_path: Path) -> None:
     events = tmp_path / "events.jsonl"
     traffic.write_jsonl(traffic.generate(MONDAY, 24, 5, presence=True), events)
 
-    def cli(*args: str) -> bytes:
-        done = subprocess.run(
-            [sys.executable, "-m", "monitor.cli", *args], capture_output=True, cwd=ROOT, check=False
-        )
-        assert done.returncode == 0, done.stderr.decode()[-2000:]
-        return done.stdout
-
     facts = tmp_path / "facts.jsonl"
     facts.write_bytes(
-        cli("replay", "--escalations", "--until", "2026-10-13T12:00:00+08:00", str(events))
+        _cli("replay", "--escalations", "--until", "2026-10-13T12:00:00+08:00", str(events))
     )
     report = orjson.loads(
-        cli("report", "--month", "2026-10", "--format", "json", "--tenant", "acme", str(facts))
+        _cli("report", "--month", "2026-10", "--format", "json", "--tenant", "acme", str(facts))
     )
     (tenant,) = report["tenants"]
     hours = {p["channel"]: p["online_agent_hours"] for p in tenant["presence"]}
@@ -84,3 +85,21 @@ def test_a_generated_day_feeds_the_reports_presence(tmp_path: Path) -> None:
     assert abs(hours["wechat"] - 48) <= 2, hours
     assert abs(hours["web"] - 58) <= 2.5, hours
     assert abs(hours["app"] - 58) <= 2.5, hours
+
+
+def test_a_month_still_in_progress_counts_presence_only_as_far_as_the_data(
+    tmp_path: Path,
+) -> None:
+    """A report read from a running demo: agents still online when the data ends are not
+    counted as online to the end of the month."""
+    events = tmp_path / "events.jsonl"
+    traffic.write_jsonl(traffic.generate(MONDAY, 14, 5, presence=True), events)  # to 14:00
+    report = orjson.loads(
+        _cli("report", "--month", "2026-10", "--format", "json", "--tenant", "acme", str(events))
+    )
+    (tenant,) = report["tenants"]
+    hours = {p["channel"]: p["online_agent_hours"] for p in tenant["presence"]}
+    # 6 agents from about 09:00 to the last status (back from lunch, before 14:00), less the
+    # lunch; counted to the month's end, it would be hundreds of hours.
+    assert 12 <= hours["wechat"] <= 30, hours
+    assert any("the sources end at 2026-10-12T1" in note for note in tenant["notes"]), tenant

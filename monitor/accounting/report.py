@@ -242,6 +242,12 @@ class Inputs:
 def build_report(
     inputs: Inputs, policies: PolicySet, month: Month, tenant: str | None = None
 ) -> Report:
+    # The latest instant the sources know of: a month still in progress (a report read from a
+    # running demo's topics) counts presence up to there, not to the month's end.
+    horizon = max(
+        [f.detected_at for f in inputs.facts] + [s.occurred_at for s in inputs.statuses],
+        default=None,
+    )
     verdicts, retracted, open_ids = _verdicts(inputs.facts)
     by_tenant: dict[str, list[SlaEvent]] = defaultdict(list)
     retracted_by_tenant: Counter[str] = Counter()
@@ -281,6 +287,7 @@ def build_report(
             escalations=[e for e in inputs.escalations if e.tenant == name],
             bot_messages=inputs.bot_messages,
             retracted=retracted_by_tenant[name],
+            horizon=horizon,
         )
         t.open_targets = open_by_tenant[name]
         if t.empty:
@@ -356,9 +363,12 @@ def _tenant_report(
     escalations: list[Escalation],
     bot_messages: dict[str, list[int]] | None,
     retracted: int,
+    horizon: int | None = None,
 ) -> TenantReport:
     tz = policy.timezone
     start, end = month.bounds(tz)
+    # Presence (agent-hours, uncovered working time) only as far as the sources reach.
+    seen_end = end if horizon is None else max(start, min(end, horizon))
     out = TenantReport(tenant, str(tz))
     verdicts.sort(key=lambda f: (f.started_at, f.sla_id))
     groups: dict[tuple[str, str, str, str], list[SlaEvent]] = defaultdict(list)
@@ -386,7 +396,7 @@ def _tenant_report(
         if (e := fact.elapsed_seconds) is not None:
             out.first_responses.append((e, fact.target_seconds))
     out.days = [DayRow(d, Figures.of(fs)) for d, fs in sorted(by_day.items())]
-    presence = build_presence(statuses, end)
+    presence = build_presence(statuses, seen_end)
     out.presence_known = presence.known
     waiting = WaitingIndex(verdicts)
     causes: dict[str, str] = {}
@@ -415,6 +425,11 @@ def _tenant_report(
         out.notes.append("bot_only is not decided: the input events were not among the sources")
     if not presence.known:
         out.notes.append("no agent statuses: no_agent_online and overloaded are not decided")
+    elif seen_end < end:
+        out.notes.append(
+            f"the sources end at {format_rfc3339(seen_end, tz)}: agent presence is counted "
+            "up to then (the month is not complete in the data)"
+        )
     channels = sorted({f.channel for f in verdicts if f.channel} | set(presence.channels))
     for channel in channels:
         cp = presence.of(channel)
@@ -422,9 +437,11 @@ def _tenant_report(
             PresenceRow(
                 channel,
                 len({agent for a, b, agent in cp.intervals if a < end and b > start}),
-                round(cp.agent_seconds(start, end) / 3600, 3),
+                round(cp.agent_seconds(start, seen_end) / 3600, 3),
                 round(
-                    presence.uncovered_working_seconds(channel, policy.working_time, start, end)
+                    presence.uncovered_working_seconds(
+                        channel, policy.working_time, start, seen_end
+                    )
                     / 3600,
                     3,
                 ),
