@@ -23,8 +23,10 @@ Two rules, per tenant and policy (a policy's ``accounting.escalation`` section):
     ``unanswered_ratio`` (default 2.0). The ratio, not seconds, is averaged because a day
     mixes 180 s and 300 s targets (002 2.2): "exceeds the standard by 20 %" is then
     ``mean > 1 + margin``, each session weighed against its own standard. A day is final
-    once a fact of a clock started ``day_closes_after`` past its end arrives (facts of a
-    final day that arrive later are counted in ``late`` and ignored). D final days in a row
+    once a met or breach of a clock started ``day_closes_after`` past its end has arrived on
+    every lane (live: every first-stage partition, within ``partition_patience``; replay has
+    one lane); facts of a final day that arrive later are counted in ``late`` and ignored.
+    D final days in a row
     (calendar days; a day without counted targets breaks the run) above the line trip once;
     the run must break before it can trip again. ``tripped_at`` = the end of the D-th day.
 
@@ -32,9 +34,11 @@ Each trip is one fact with a deterministic id (tenant, policy, rule, window, ord
 date the written explanation is due: ``explain_within`` calendar days after the trip's date,
 or working days from the policy's business calendar. JSON shape: ``schemas/escalation.schema.json``.
 
-Live and replay agree exactly when the breaches of one window reach the stage in the same
-order up to each N-th one; breaches of different partitions racing at a trip boundary can
-move a breach between two consecutive trips' evidence (the trips' ids and count stay the same).
+Live and replay agree on ``slow_days`` exactly while the partitions stay within
+``partition_patience`` of each other; on ``breach_count`` when the breaches of one window
+reach the stage in the same order up to each N-th one: breaches of different partitions
+racing at a trip boundary can move a breach between two consecutive trips' evidence (the
+trips' ids and count stay the same).
 """
 
 from __future__ import annotations
@@ -166,7 +170,9 @@ class _PolicyState:
     run: list[DayFigure] = field(default_factory=list)  # final days above the line, in a row
     run_tripped: bool = False
     slow_trips: dict[str, int] = field(default_factory=dict)  # window -> trips
-    horizon: int | None = None  # latest started_at seen
+    # Latest started_at of a met or breach per lane (replay: one lane ""; live: the
+    # sla.outcomes partition the fact came from). Days close on the slowest lane.
+    lanes: dict[str, int] = field(default_factory=dict)
     late: int = 0
 
 
@@ -189,7 +195,7 @@ class TenantState:
                     "run": [list(d) for d in p.run],
                     "run_tripped": p.run_tripped,
                     "slow_trips": p.slow_trips,
-                    "horizon": p.horizon,
+                    "lanes": p.lanes,
                     "late": p.late,
                 }
                 for name, p in self.policies.items()
@@ -215,7 +221,7 @@ class TenantState:
                 run=[DayFigure(str(d[0]), float(d[1]), int(d[2])) for d in p["run"]],
                 run_tripped=bool(p["run_tripped"]),
                 slow_trips={k: int(v) for k, v in p["slow_trips"].items()},
-                horizon=p["horizon"],
+                lanes={str(k): int(v) for k, v in p.get("lanes", {}).items()},
                 late=int(p["late"]),
             )
         return out
@@ -237,8 +243,10 @@ class Escalator:
             return None
         return policy, policy.accounting.escalation
 
-    def apply(self, state: TenantState, fact: SlaEvent) -> list[Escalation]:
-        """Feeds one SLA fact (any kind; warnings and other metrics are ignored)."""
+    def apply(self, state: TenantState, fact: SlaEvent, lane: str = "") -> list[Escalation]:
+        """Feeds one SLA fact (any kind; warnings and other metrics are ignored). ``lane``:
+        the ordered stream the fact came from (live: its ``sla.outcomes`` partition; replay
+        has one), for closing ``slow_days`` days (see :func:`_watermark`)."""
         found = self.rules_of(fact.policy)
         if found is None:
             return []
@@ -260,7 +268,7 @@ class Escalator:
             if fact.sla_id not in ws.retracted:
                 ws.retracted.append(fact.sla_id)
             ws.pending.pop(fact.sla_id, None)
-        out.extend(self._slow_days(ps, fact, policy, rules))
+        out.extend(self._slow_days(ps, fact, policy, rules, lane))
         return out
 
     def _trip_breaches(
@@ -289,7 +297,7 @@ class Escalator:
         )
 
     def _slow_days(
-        self, ps: _PolicyState, fact: SlaEvent, policy: Policy, rules: EscalationRules
+        self, ps: _PolicyState, fact: SlaEvent, policy: Policy, rules: EscalationRules, lane: str
     ) -> list[Escalation]:
         tz = policy.timezone
         day = to_datetime(fact.started_at, tz).date().isoformat()
@@ -307,19 +315,21 @@ class Escalator:
                 ids[sid] = (ratio, False)
         elif fact.kind is Kind.RETRACTION and sid in ids and not ids[sid][1]:
             del ids[sid]  # the target no longer applies, or a met follows
-        if ps.horizon is None or fact.started_at > ps.horizon:
-            ps.horizon = fact.started_at
+        if fact.kind is not Kind.RETRACTION and fact.started_at > ps.lanes.get(lane, 0):
+            ps.lanes[lane] = fact.started_at
         return self._close_days(ps, fact.tenant, policy, rules)
 
     def _close_days(
         self, ps: _PolicyState, tenant: str, policy: Policy, rules: EscalationRules
     ) -> list[Escalation]:
         out: list[Escalation] = []
-        assert ps.horizon is not None
+        horizon = _watermark(ps.lanes, rules.partition_patience)
+        if horizon is None:
+            return out
         tz = policy.timezone
         for day in sorted(ps.days):
             end = _day_end(day, tz)
-            if end + rules.day_closes_after > ps.horizon:
+            if end + rules.day_closes_after > horizon:
                 break
             ids = ps.days.pop(day)
             ps.closed_through = day
@@ -412,6 +422,29 @@ def add_working_days(start: date, days: int, calendar: DayCalendar) -> date:
         if calendar.is_working_day(current):
             left -= 1
     return current
+
+
+def _watermark(lanes: dict[str, int], patience: int) -> int | None:
+    """The instant every lane has passed: the slowest lane's latest ``started_at``, ignoring
+    lanes more than ``patience`` (``partition_patience``) behind the fastest. Replay has one
+    lane, so this is simply the latest ``started_at`` it has seen.
+
+    Patience: a tenant's sessions hash over every partition, so a small tenant can leave a
+    partition without any of its facts for a while. That lane is quiet, not behind: its next
+    fact is a new one, so ignoring it loses nothing, while waiting for it holds the tenant's
+    escalation back. A lane lagging more than ``patience`` in a backlog is ignored too, and its
+    stragglers of a closed day then count as ``late`` (measured: the known month as a backlog
+    on 4 partitions, read in 2 s, spread the partitions up to 10 days apart).
+
+    Why lanes: live, one tenant's facts reach the stage from every first-stage partition,
+    interleaved as they are read; with a backlog one partition can run days ahead of another.
+    Closing a day on the fastest partition would drop the slower ones' facts of that day
+    (observed: the known month on 4 partitions lost its ``slow_days`` trip); on the slowest,
+    each day closes only after all partitions have moved past it, as in replay."""
+    if not lanes:
+        return None
+    fastest = max(lanes.values())
+    return min(h for h in lanes.values() if h >= fastest - patience)
 
 
 def _ratio(fact: SlaEvent) -> float:

@@ -54,6 +54,9 @@ class EscalationRules:
     # A day's mean is final once a fact of a session started this long after the day's end
     # arrives (later facts of the day are counted as late and ignored, in replay and live).
     day_closes_after: Micros
+    # Live, days close on the slowest first-stage partition, except partitions this far behind
+    # the most advanced one (monitor.accounting.escalation._watermark says why).
+    partition_patience: Micros
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +81,7 @@ DEFAULT_ESCALATION: dict[str, Any] = {
     "explain_within": 7,
     "explain_days": "calendar",
     "day_closes_after": "1h",
+    "partition_patience": "2d",
 }
 
 
@@ -95,10 +99,12 @@ def parse_accounting(
         from monitor.policy.durations import parse_duration  # noqa: PLC0415
 
         spec = {**DEFAULT_ESCALATION, **doc["escalation"]}
-        try:
-            closes = parse_duration(spec["day_closes_after"])
-        except ValueError as exc:
-            raise fail("accounting.escalation.day_closes_after", str(exc)) from None
+        durations: dict[str, Micros] = {}
+        for name in ("day_closes_after", "partition_patience"):
+            try:
+                durations[name] = parse_duration(spec[name])
+            except ValueError as exc:
+                raise fail(f"accounting.escalation.{name}", str(exc)) from None
         escalation = EscalationRules(
             clause=spec["clause"],
             metrics=frozenset(Metric(m) for m in spec["metrics"]),
@@ -109,7 +115,8 @@ def parse_accounting(
             unanswered_ratio=float(spec["unanswered_ratio"]),
             explain_within=int(spec["explain_within"]),
             explain_days=DayKind(spec["explain_days"]),
-            day_closes_after=closes,
+            day_closes_after=durations["day_closes_after"],
+            partition_patience=durations["partition_patience"],
         )
     return AccountingRules(
         report_clause=str(report.get("clause", "002 3.3")),

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ import orjson
 import pytest
 
 from monitor.live.broker import EmbeddedBroker
-from tests.accounting.known_month import known_month
+from tests.accounting.known_month import KnownMonth, known_month
 from tests.accounting.test_known_month import expected_escalations, project
 from tests.live.harness import ROOT, LiveSetup, TopicReader, produce
 
@@ -48,14 +49,30 @@ def unique(facts: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return list({f["fact_id"]: f for f in facts}.values())
 
 
-async def test_live_escalations_equal_replay_and_the_kafka_report_equals_the_file_report(
-    tansu: EmbeddedBroker, tmp_path: Path
-) -> None:
+@dataclass
+class Run:
+    """The known month through a worker, and replay's answer for it."""
+
+    month: KnownMonth
+    setup: LiveSetup
+    replayed: Path  # replay --escalations output: the oracle, and the file source
+    oracle: list[dict[str, Any]]  # replay's escalations
+    live: list[dict[str, Any]]  # the worker's sla.escalations, one per fact_id
+    dead: dict[bytes, dict[str, str]]  # dead letters by key: headers
+    log: str
+
+
+async def run_known_month(
+    broker: EmbeddedBroker, tmp_path: Path, partitions: int, policies: str | None = None
+) -> Run:
     month = known_month()
     events = tmp_path / "events.jsonl"
     events.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in month.events))
     replayed = tmp_path / "replayed.jsonl"
-    replayed.write_bytes(cli(None, "replay", "--escalations", "--until", UNTIL, str(events)))
+    where = ("--policies", policies) if policies else ()
+    replayed.write_bytes(
+        cli(None, "replay", "--escalations", *where, "--until", UNTIL, str(events))
+    )
     oracle = [orjson.loads(line) for line in replayed.read_bytes().splitlines()]
     oracle_escalations = [f for f in oracle if f.get("kind") == "escalation"]
     # Live, a timer fires through a topic a moment after its partition's clock passed it, so
@@ -64,7 +81,7 @@ async def test_live_escalations_equal_replay_and_the_kafka_report_equals_the_fil
     oracle_outcomes = {f["sla_id"] for f in oracle if f.get("kind") in ("met", "breach")}
     assert len(oracle_escalations) == 15  # the known answer: 14 breach_count, 1 slow_days
 
-    setup = LiveSetup(tansu, tmp_path, policies=None, partitions=1)
+    setup = LiveSetup(broker, tmp_path, policies=policies, partitions=partitions)
     s = setup.settings
     await setup.create_topics()
     records: list[tuple[str, bytes | None, bytes | None]] = []
@@ -101,40 +118,51 @@ async def test_live_escalations_equal_replay_and_the_kafka_report_equals_the_fil
                 await reader.wait_for(done, timeout=60, what="escalations, outcomes, letters")
             except AssertionError as exc:
                 got = {t: len(reader.records[t]) for t in topics}
-                seen = {f["sla_id"] for f in reader.facts(s.topic_outcomes)}
-                got["missing"] = sorted(oracle_outcomes - seen)[:5]  # type: ignore[assignment]
-                got["extra"] = sorted(seen - oracle_outcomes)[:5]  # type: ignore[assignment]
                 raise AssertionError(f"{exc}: {got}\n{worker.log()[-3000:]}") from None
-            live = unique(reader.facts(s.topic_escalations))
-            dead = {
-                r.key: {k: v.decode() for k, v in r.headers}
-                for r in reader.records[s.topic_deadletter]
-            }
-
-        def by_id(e: dict[str, Any]) -> str:
-            return str(e["escalation_id"])
-
-        assert sorted(live, key=by_id) == sorted(oracle_escalations, key=by_id)
-        by_rule = sorted((project(e) for e in live), key=lambda e: (e["rule"], e["ordinal"]))
-        assert by_rule == sorted(
-            expected_escalations(month), key=lambda e: (e["rule"], e["ordinal"])
-        )
-        assert {r.key for r in reader.records[s.topic_escalations]} == {b"known"}
-        # Invalid presence is dead-lettered with a precise reason, like every input.
-        assert set(dead) == {b"A9", b"not-the-agent"}, dead
-        assert "status" in dead[b"A9"]["reason"], dead[b"A9"]
-        assert dead[b"A9"]["topic"] == s.topic_agents
-        assert "is not the agent id" in dead[b"not-the-agent"]["reason"]
-        assert "Traceback" not in worker.log()
+            assert {r.key for r in reader.records[s.topic_escalations]} == {b"known"}
+            return Run(
+                month,
+                setup,
+                replayed,
+                oracle_escalations,
+                unique(reader.facts(s.topic_escalations)),
+                {
+                    r.key: {k: v.decode() for k, v in r.headers}
+                    for r in reader.records[s.topic_deadletter]
+                },
+                worker.log(),
+            )
     finally:
         worker.stop()
 
+
+def by_id(e: dict[str, Any]) -> str:
+    return str(e["escalation_id"])
+
+
+async def test_live_escalations_equal_replay_and_the_kafka_report_equals_the_file_report(
+    tansu: EmbeddedBroker, tmp_path: Path
+) -> None:
+    run = await run_known_month(tansu, tmp_path, partitions=1)
+    assert sorted(run.live, key=by_id) == sorted(run.oracle, key=by_id)
+    by_rule = sorted((project(e) for e in run.live), key=lambda e: (e["rule"], e["ordinal"]))
+    assert by_rule == sorted(
+        expected_escalations(run.month), key=lambda e: (e["rule"], e["ordinal"])
+    )
+    # Invalid presence is dead-lettered with a precise reason, like every input.
+    dead, s = run.dead, run.setup.settings
+    assert set(dead) == {b"A9", b"not-the-agent"}, dead
+    assert "status" in dead[b"A9"]["reason"], dead[b"A9"]
+    assert dead[b"A9"]["topic"] == s.topic_agents
+    assert "is not the agent id" in dead[b"not-the-agent"]["reason"]
+    assert "Traceback" not in run.log
+
     # The report from the broker (what the worker wrote, and the agents topic) equals the
     # report from replay's output (which carries the agent statuses through).
-    env = setup.env(tmp_path / "unused")
+    env = run.setup.env(tmp_path / "unused")
     month_args = ("report", "--month", "2026-10", "--format", "json")
     from_kafka = orjson.loads(cli(env, *month_args, "kafka:"))
-    from_file = orjson.loads(cli(None, *month_args, str(replayed)))
+    from_file = orjson.loads(cli(None, *month_args, str(run.replayed)))
     from_kafka.pop("sources")
     from_file.pop("sources")
     # How many breaches were retracted is the one figure that may differ (see above).
@@ -142,8 +170,38 @@ async def test_live_escalations_equal_replay_and_the_kafka_report_equals_the_fil
     assert from_kafka["tenants"][0]["ledger"].pop("retracted") in (0, 1)
     assert from_kafka == from_file
     (tenant,) = from_kafka["tenants"]
-    breaches = [x for x in month.sessions if x.outcome == "breach"]
+    breaches = [x for x in run.month.sessions if x.outcome == "breach"]
     assert tenant["ledger"]["totals"] == {"CNY": 100.0 * len(breaches)}
     assert len(tenant["escalations"]) == 15
     presence = {p["channel"]: p["online_agent_hours"] for p in tenant["presence"]}
-    assert presence == month.agent_hours
+    assert presence == run.month.agent_hours
+
+
+async def test_partitions_racing_apart_in_a_backlog_still_close_days_as_replay(
+    tansu: EmbeddedBroker, tmp_path: Path
+) -> None:
+    """Four partitions, the month as a backlog: one tenant's facts reach the stage from all
+    of them, partitions days apart (10 measured). Days close on the slowest partition (the
+    ``lane`` of each fact), so the slow_days trip is replay's exactly; which breaches make up
+    each breach_count trip follows arrival order, its id and count do not."""
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    for source in (ROOT / "deploy" / "policies").glob("*.yaml"):
+        text = source.read_text()
+        # Patience beyond the whole month: a backlog of a month may spread partitions that far.
+        text = text.replace("partition_patience: 2d", "partition_patience: 31d")
+        (policies / source.name).write_text(text)
+    assert "partition_patience: 31d" in (policies / "online-chat.yaml").read_text()
+    run = await run_known_month(tansu, tmp_path, partitions=4, policies=str(policies))
+    assert sorted(map(by_id, run.live)) == sorted(map(by_id, run.oracle))
+    slow = [e for e in run.live if e["rule"] == "slow_days"]
+    assert slow == [e for e in run.oracle if e["rule"] == "slow_days"]
+    breached = {
+        f["sla_id"]
+        for f in map(orjson.loads, run.replayed.read_bytes().splitlines())
+        if f.get("kind") == "breach"
+    }
+    for trip in run.live:
+        if trip["rule"] == "breach_count":
+            assert len(set(trip["evidence"]["sla_ids"])) == 3
+            assert set(trip["evidence"]["sla_ids"]) <= breached
