@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, tzinfo
 from typing import Any, NamedTuple
@@ -234,8 +235,12 @@ class Escalator:
     """Applies the 6.2 rules of every policy that has them. Holds the policies only; the
     state is passed in (replay keeps a dict of them, the live stage a table)."""
 
-    def __init__(self, policies: PolicySet) -> None:
+    def __init__(self, policies: PolicySet, lanes: Sequence[str] = ()) -> None:
+        """``lanes``: the lanes facts will come from (live: every ``sla.outcomes``
+        partition), so a lane that has sent nothing yet holds days open too (from the
+        tenant's first fact, within ``partition_patience``). Replay: none, one implicit lane."""
         self.policies = policies
+        self.lanes = tuple(lanes)
 
     def rules_of(self, policy_name: str) -> tuple[Policy, EscalationRules] | None:
         policy = self.policies.policies.get(policy_name)
@@ -315,8 +320,11 @@ class Escalator:
                 ids[sid] = (ratio, False)
         elif fact.kind is Kind.RETRACTION and sid in ids and not ids[sid][1]:
             del ids[sid]  # the target no longer applies, or a met follows
-        if fact.kind is not Kind.RETRACTION and fact.started_at > ps.lanes.get(lane, 0):
-            ps.lanes[lane] = fact.started_at
+        if fact.kind is not Kind.RETRACTION:
+            for expected in self.lanes:
+                ps.lanes.setdefault(expected, fact.started_at)
+            if fact.started_at > ps.lanes.get(lane, 0):
+                ps.lanes[lane] = fact.started_at
         return self._close_days(ps, fact.tenant, policy, rules)
 
     def _close_days(

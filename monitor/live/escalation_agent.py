@@ -92,7 +92,9 @@ class EscalationStage:
         self.worker = worker
         s = self.settings = worker.settings
         app = worker.app
-        self.escalator = Escalator(worker.engine.policies)
+        # Every sla.outcomes partition is a lane (created with `partitions`, like all topics).
+        lanes = [str(p) for p in range(worker.settings.partitions)]
+        self.escalator = Escalator(worker.engine.policies, lanes)
         self.stats = {"rekeyed": 0, "facts": 0, "escalations": 0, "agent_statuses": 0}
         n = s.partitions
         self.table: Any = app.Table(

@@ -210,3 +210,49 @@ def test_escalations_and_the_report_follow_their_schemas(
         cli("report", "--month", "2026-10", "--format", "json", str(facts), str(events))
     )
     schemas.validator("report.schema.json").validate(report)
+
+
+def test_days_close_on_the_slowest_lane(month: tuple[KnownMonth, Path, Path]) -> None:
+    """The live stage's order problem without a broker: replay's facts split into 4 lanes (as
+    4 partitions would), lane 0 delivered whole before the others (a backlog read unevenly).
+    With lanes, the slow_days trip is replay's; fed as one lane, the early lane closes days
+    before the others' facts arrive, and the trip is lost."""
+    import dataclasses
+    import zlib
+
+    from monitor.accounting.escalation import Escalator, TenantState
+    from monitor.accounting.facts import fact_from_dict
+    from monitor.policy import load_policy_set
+
+    _, _, facts = month
+    lines = [orjson.loads(line) for line in facts.read_bytes().splitlines()]
+    replayed = [e for e in lines if e.get("kind") == "escalation" and e["rule"] == "slow_days"]
+    sla = [fact_from_dict(f) for f in lines if f.get("kind") in ("met", "breach", "retraction")]
+    lane_of = {f.sla_id: str(zlib.crc32(f.subject_id.encode()) % 4) for f in sla}
+    skewed = sorted(sla, key=lambda f: lane_of[f.sla_id] != "0")  # stable: lane order kept
+    policies = load_policy_set(None)
+
+    def slow_days(with_lanes: bool, patience: int | None = None) -> list[dict[str, object]]:
+        if patience is not None:
+            for policy in policies.policies.values():
+                if policy.accounting and policy.accounting.escalation:
+                    rules = dataclasses.replace(
+                        policy.accounting.escalation, partition_patience=patience
+                    )
+                    accounting = dataclasses.replace(policy.accounting, escalation=rules)
+                    object.__setattr__(policy, "accounting", accounting)  # this test's copy
+        lanes = ("0", "1", "2", "3") if with_lanes else ()
+        escalator, state, out = Escalator(policies, lanes), TenantState(), []
+        for fact in skewed:
+            lane = lane_of[fact.sla_id] if with_lanes else ""
+            out += escalator.apply(state, fact, lane)
+        tz = BEIJING
+        return [e.to_dict(tz) for e in out if e.rule == "slow_days"]
+
+    assert len(replayed) == 1
+    assert slow_days(with_lanes=False) == []
+    month_us = 31 * 24 * 3600 * 1_000_000
+    got = slow_days(with_lanes=True, patience=month_us)
+    assert [project(e) for e in got] == [project(e) for e in replayed]
+    # Lanes further apart than the patience are taken as quiet: the backlog's lag is lost.
+    assert slow_days(with_lanes=True, patience=3600 * 1_000_000) == []

@@ -8,10 +8,9 @@ presence to the ``agents`` topic, plus two agent records the worker must dead-le
   evidence, due dates), and the known answer's 15 trips;
 * the report read from the broker (``kafka:``) equals the report read from replay's output.
 
-One input partition: the escalation stage sees one tenant's facts in arrival order, and only
-then is arrival order replay's detection order (see monitor.live.escalation_agent for what a
-backlog racing over several partitions changes). The tenant re-keying, table and changelog
-are the same code at any partition count.
+On one input partition, arrival order is replay's detection order and everything equals
+replay. On four, as a backlog, the partitions drift days apart: the second test shows the
+stage still closing days as replay does (monitor.live.escalation_agent, "Order").
 """
 
 from __future__ import annotations
