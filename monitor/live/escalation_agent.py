@@ -198,6 +198,7 @@ class EscalationStage:
         self.table[key] = state.to_json()
         for trip in trips:
             self.stats["escalations"] += 1
+            self.worker.metrics.observe_escalation(trip.tenant, trip.rule)
             log.info(
                 "escalation %s: tenant %s, %s #%d of %s, explanation due %s",
                 trip.escalation_id, trip.tenant, trip.rule, trip.ordinal, trip.window,

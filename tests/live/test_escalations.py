@@ -15,8 +15,10 @@ stage still closing days as replay does (monitor.live.escalation_agent, "Order")
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,6 +61,7 @@ class Run:
     live: list[dict[str, Any]]  # the worker's sla.escalations, one per fact_id
     dead: dict[bytes, dict[str, str]]  # dead letters by key: headers
     log: str
+    metrics: str  # the worker's /metrics page once the escalations were read
 
 
 async def run_known_month(
@@ -80,7 +83,10 @@ async def run_known_month(
     oracle_outcomes = {f["sla_id"] for f in oracle if f.get("kind") in ("met", "breach")}
     assert len(oracle_escalations) == 15  # the known answer: 14 breach_count, 1 slow_days
 
-    setup = LiveSetup(broker, tmp_path, policies=policies, partitions=partitions)
+    port = free_port()
+    setup = LiveSetup(
+        broker, tmp_path, policies=policies, partitions=partitions, overrides={"metrics_port": port}
+    )
     s = setup.settings
     await setup.create_topics()
     records: list[tuple[str, bytes | None, bytes | None]] = []
@@ -130,9 +136,21 @@ async def run_known_month(
                     for r in reader.records[s.topic_deadletter]
                 },
                 worker.log(),
+                scrape(port),
             )
     finally:
         worker.stop()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def scrape(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as page:
+        return str(page.read().decode())
 
 
 def by_id(e: dict[str, Any]) -> str:
@@ -155,6 +173,12 @@ async def test_live_escalations_equal_replay_and_the_kafka_report_equals_the_fil
     assert dead[b"A9"]["topic"] == s.topic_agents
     assert "is not the agent id" in dead[b"not-the-agent"]["reason"]
     assert "Traceback" not in run.log
+    # The escalations are counted, by rule (the worker's own Prometheus endpoint).
+    assert 'sla_escalations_total{rule="breach_count",tenant="known"} 14.0' in run.metrics
+    assert 'sla_escalations_total{rule="slow_days",tenant="known"} 1.0' in run.metrics
+    assert 'sla_input_events_total{topic="' + s.topic_agents + '",type="agent.status"}' in (
+        run.metrics
+    )
 
     # The report from the broker (what the worker wrote, and the agents topic) equals the
     # report from replay's output (which carries the agent statuses through).
