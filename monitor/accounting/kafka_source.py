@@ -36,13 +36,14 @@ async def _read_all(settings: Any, progress: bool) -> list[tuple[str, int, int, 
     await consumer.start()
     out: list[tuple[str, int, int, bytes]] = []
     try:
+        # The metadata fetched here, not the client's cached view: Kafka's first metadata
+        # answer holds no topics, so the cache read after it found none of them (Tansu's
+        # holds all: only a test on real Kafka showed it).
+        metadata = await consumer._client.fetch_all_metadata()
         partitions = [
             TopicPartition(topic, p)
             for topic in topics
-            for p in sorted(
-                await consumer._client.fetch_all_metadata()
-                and (consumer._client.cluster.partitions_for_topic(topic) or ())
-            )
+            for p in sorted(metadata.partitions_for_topic(topic) or ())
         ]
         if not partitions:
             raise ConfigError(f"{settings.broker}: none of the topics {topics} exist")
