@@ -26,7 +26,7 @@ def add_report_args(parser: argparse.ArgumentParser) -> None:
         metavar="SOURCE",
         help="JSONL of SLA facts (sla-monitor replay --escalations output; may "
         "also hold agent.status and input events), or kafka: (the configured "
-        "broker's sla.outcomes, sla.breaches, sla.escalations and agents)",
+        "broker's sla.outcomes, sla.breaches, sla.escalations, agents and chat.sessions)",
     )
     parser.add_argument("--month", required=True, help="the month to report, YYYY-MM")
     parser.add_argument("--tenant", help="only this tenant (default: every tenant in the sources)")

@@ -94,34 +94,49 @@ def read_sources(sources: Iterable[str], settings: Any = None, progress: bool = 
 def _read_kafka_records(
     collector: Collector, settings: Any, records: Iterable[tuple[str, int, int, bytes]]
 ) -> None:
-    """Adds the broker's records. An ``agents`` record that is not a valid ``agent.status``
-    was dead-lettered by the worker (monitor.live.escalation_agent) with its reason: it is
-    skipped and counted on stderr, as the worker did, rather than stopping the report. A
-    record of the ``sla.*`` topics the report cannot read is an error, as in a file."""
+    """Adds the broker's records. An input record (``agents``, ``chat.sessions``) the report
+    cannot read was dead-lettered by the worker with its reason: it is skipped and counted on
+    stderr, as the worker did, rather than stopping the report. A record of the ``sla.*``
+    topics the report cannot read is an error, as in a file."""
+    inputs = (settings.topic_agents, settings.topic_chat)
     skipped: list[str] = []
     for topic, partition, offset, raw in records:
         where = f"kafka {topic}[{partition}]@{offset}"
         try:
             obj = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
             if topic == settings.topic_agents:
-                skipped.append(f"{where}: not JSON ({exc.msg})")
-                continue
-            raise ReportError(f"{where}: not JSON ({exc.msg})") from None
-        if topic == settings.topic_agents:
-            try:
                 agent_status_from_dict(obj)
-            except InvalidEvent as exc:
-                skipped.append(f"{where}: {exc}")
-                continue
+            elif topic == settings.topic_chat and not _chat_event(obj):
+                raise InvalidEvent("not a chat event (no known type, or fields missing)")
+        except orjson.JSONDecodeError as exc:
+            if topic not in inputs:
+                raise ReportError(f"{where}: not JSON ({exc.msg})") from None
+            skipped.append(f"{where}: not JSON ({exc.msg})")
+            continue
+        except InvalidEvent as exc:
+            skipped.append(f"{where}: {exc}")
+            continue
         collector.add(obj, where)
     if skipped:
         print(
-            f"report: skipped {len(skipped)} invalid agent.status record(s) of "
-            f"{settings.topic_agents} (the worker dead-letters them to "
+            f"report: skipped {len(skipped)} invalid input record(s) of "
+            f"{' and '.join(inputs)} (the worker dead-letters them to "
             f"{settings.topic_deadletter}); first: {skipped[0]}",
             file=sys.stderr,
         )
+
+
+def _chat_event(obj: Any) -> bool:
+    """Enough of a chat event for the report (what :meth:`Collector._input_event` reads)."""
+    if not isinstance(obj, dict) or obj.get("type") not in _INPUT_TYPES:
+        return False
+    if obj.get("type") != EventType.MESSAGE_SENT:
+        return True
+    try:
+        parse_rfc3339(obj["occurred_at"])
+    except (KeyError, TypeError, ValueError):
+        return False
+    return isinstance(obj.get("session_id"), str)
 
 
 def _read_jsonl(path: Path) -> Iterator[tuple[int, Any]]:

@@ -164,8 +164,10 @@ class Settings:
 
     @property
     def report_topics(self) -> tuple[str, ...]:
-        """What ``sla-monitor report kafka:`` reads from the beginning: kept for months."""
+        """What ``sla-monitor report kafka:`` reads from the beginning: kept for months. The
+        chat input too: its bot and system messages decide the ``bot_only`` breach cause."""
         return (
+            self.topic_chat,
             self.topic_outcomes,
             self.topic_breaches,
             self.topic_escalations,

@@ -28,6 +28,7 @@ import pytest
 
 from monitor.live.broker import Broker, EmbeddedBroker
 from monitor.live.kafka import KafkaBroker
+from monitor.sla_event import make_sla_id
 from tests.accounting.known_month import KnownMonth, known_month
 from tests.accounting.test_known_month import expected_escalations, project
 from tests.live.harness import ROOT, LiveSetup, TopicReader, produce
@@ -58,6 +59,7 @@ class Run:
     month: KnownMonth
     setup: LiveSetup
     replayed: Path  # replay --escalations output: the oracle, and the file source
+    events: Path  # the input events (JSONL)
     oracle: list[dict[str, Any]]  # replay's escalations
     live: list[dict[str, Any]]  # the worker's sla.escalations, one per fact_id
     dead: dict[bytes, dict[str, str]]  # dead letters by key: headers
@@ -102,6 +104,7 @@ async def run_known_month(
     records += [
         (s.topic_agents, b"A9", orjson.dumps(bad_status)),
         (s.topic_agents, b"not-the-agent", orjson.dumps(misrouted)),
+        (s.topic_chat, b"S-garbled", b"{not json"),
     ]
     await produce(s, records)
 
@@ -117,7 +120,7 @@ async def run_known_month(
                 return (
                     len(unique(r.facts(s.topic_escalations))) >= len(oracle_escalations)
                     and outcomes >= oracle_outcomes
-                    and len(r.records[s.topic_deadletter]) >= 2
+                    and len(r.records[s.topic_deadletter]) >= 3
                 )
 
             try:
@@ -130,6 +133,7 @@ async def run_known_month(
                 month,
                 setup,
                 replayed,
+                events,
                 oracle_escalations,
                 unique(reader.facts(s.topic_escalations)),
                 {
@@ -179,7 +183,7 @@ async def check_escalations_and_report(broker: Broker, tmp_path: Path) -> None:
     )
     # Invalid presence is dead-lettered with a precise reason, like every input.
     dead, s = run.dead, run.setup.settings
-    assert set(dead) == {b"A9", b"not-the-agent"}, dead
+    assert set(dead) == {b"A9", b"not-the-agent", b"S-garbled"}, dead
     assert "status" in dead[b"A9"]["reason"], dead[b"A9"]
     assert dead[b"A9"]["topic"] == s.topic_agents
     assert "is not the agent id" in dead[b"not-the-agent"]["reason"]
@@ -191,12 +195,12 @@ async def check_escalations_and_report(broker: Broker, tmp_path: Path) -> None:
         run.metrics
     )
 
-    # The report from the broker (what the worker wrote, and the agents topic) equals the
-    # report from replay's output (which carries the agent statuses through).
+    # The report from the broker (what the worker wrote, the agents and chat topics) equals
+    # the report from replay's output and the input events (the bot messages: bot_only).
     env = run.setup.env(tmp_path / "unused")
     month_args = ("report", "--month", "2026-10", "--format", "json")
     from_kafka = orjson.loads(cli(env, *month_args, "kafka:"))
-    from_file = orjson.loads(cli(None, *month_args, str(run.replayed)))
+    from_file = orjson.loads(cli(None, *month_args, str(run.replayed), str(run.events)))
     from_kafka.pop("sources")
     from_file.pop("sources")
     # How many breaches were retracted is the one figure that may differ (see above).
@@ -209,6 +213,13 @@ async def check_escalations_and_report(broker: Broker, tmp_path: Path) -> None:
     assert len(tenant["escalations"]) == 15
     presence = {p["channel"]: p["online_agent_hours"] for p in tenant["presence"]}
     assert presence == run.month.agent_hours
+    # Every breach has the known cause, bot_only included (from the chat topic's bot reply).
+    assert {b["sla_id"]: b["cause"] for b in tenant["breaches"]} == {
+        make_sla_id("known", "chat_session", x.session_id, "first_response", 0): x.cause
+        for x in breaches
+    }
+    assert tenant["causes"]["bot_only"] == 1
+    assert not [n for n in tenant["notes"] if "not decided" in n], tenant["notes"]
 
 
 async def test_partitions_racing_apart_in_a_backlog_still_close_days_as_replay(
