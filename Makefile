@@ -4,6 +4,8 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+TOOLS_BIN := .tools/bin
+GO_TOOLS  := $(TOOLS_BIN)/dashboard-linter $(TOOLS_BIN)/kubeconform
 
 .PHONY: demo test lint typecheck unit tools kafka-jars replay-sample golden bench clean
 
@@ -30,18 +32,29 @@ typecheck: $(STAMP)
 unit: $(STAMP) tools kafka-jars
 	$(BIN)/pytest
 
-## System tools the tests use for real (Debian's packages): promtool and prometheus; kcat, a
-## librdkafka client nobody here wrote.
-tools:
-	@command -v promtool >/dev/null && command -v prometheus >/dev/null && command -v kcat >/dev/null || { \
+## System tools the tests use for real (Debian's packages): promtool and prometheus;
+## prometheus-alertmanager (with amtool) for the end-to-end alerting test; kcat, a librdkafka
+## client nobody here wrote. Then the Go linters of tools/go.mod.
+tools: $(GO_TOOLS)
+	@command -v promtool >/dev/null && command -v prometheus >/dev/null && command -v kcat >/dev/null \
+		&& command -v amtool >/dev/null && command -v prometheus-alertmanager >/dev/null || { \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends prometheus kcat; }
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends \
+			prometheus prometheus-alertmanager kcat; }
 	@# The monthly report's screenshot test (issue 8): headless Chromium, CJK fonts for --lang zh.
 	@command -v chromium >/dev/null && fc-list :lang=zh family | grep -q 'Noto Sans CJK' || { \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium fonts-noto-cjk; }
+
+## Grafana's dashboard-linter and kubeconform, built from the Go module proxy at the versions and
+## checksums pinned in tools/go.mod and tools/go.sum, into .tools/bin (gitignored). Rebuilt only
+## when the pins change. Needs Go >= 1.24 (`go install tool`).
+$(GO_TOOLS) &: tools/go.mod tools/go.sum
+	@command -v go >/dev/null || { echo "Go >= 1.24 is needed to build $(GO_TOOLS) (tools/go.mod)" >&2; exit 1; }
+	GOBIN=$(CURDIR)/$(TOOLS_BIN) go install -C tools tool
+	touch $(GO_TOOLS)
 
 ## Apache Kafka's broker jars (deploy/kafka/pom.xml), fetched with Maven once and cached.
 kafka-jars: $(STAMP)
@@ -59,4 +72,4 @@ bench: $(STAMP)
 	$(BIN)/sla-monitor bench
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache

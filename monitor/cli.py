@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import orjson
 
@@ -24,7 +24,10 @@ from monitor import __version__
 from monitor.errors import InvalidEvent, SlaMonitorError
 from monitor.events import Event
 from monitor.replay import ReplayStats
-from monitor.timeutil import parse_rfc3339
+from monitor.timeutil import MICROS_PER_SECOND, parse_rfc3339
+
+if TYPE_CHECKING:
+    from monitor.policy.model import Policy
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -64,6 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="also emit contract 002 6.2 escalation facts (kind escalation), as the live "
         "worker does on sla.escalations",
     )
+    replay.add_argument(
+        "--kpis",
+        metavar="FILE",
+        help="also write the KPIs (availability, FCR, CSAT per tenant, channel and month; "
+        "contracts 004 3.3-3.5, 001 3.2-3.3) to FILE as JSONL",
+    )
     replay.set_defaults(command=cmd_replay)
 
     check = sub.add_parser("check", help="validate policy files and exit")
@@ -82,6 +91,14 @@ def build_parser() -> argparse.ArgumentParser:
         "consumer, and breach detection delay (embedded broker unless --broker)",
     )
     bench.add_argument("--broker", help="with --live: a Kafka bootstrap address to use instead")
+    bench.add_argument(
+        "--kafka",
+        action="store_true",
+        help="with --live: start real Apache Kafka (needs Java) instead of the embedded broker",
+    )
+    bench.add_argument(
+        "--events", type=int, help="with --live: backlog size in events (e.g. 1000000)"
+    )
     bench.add_argument("--partitions", type=int, default=4, help="with --live: partitions")
     bench.add_argument(
         "--store", default="rocksdb://", help="with --live: the worker's table store"
@@ -142,7 +159,12 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from monitor.replay import Replay, iter_replay  # noqa: PLC0415
 
     engine = SlaEngine(load_policy_set(args.policies))
-    replay = Replay(engine)
+    kpis = None
+    if args.kpis:
+        from monitor.kpi import KpiTracker  # noqa: PLC0415
+
+        kpis = KpiTracker(engine.policies)
+    replay = Replay(engine, kpis)
     out = sys.stdout.buffer
     stream = sys.stdin.buffer if args.file == "-" else open(args.file, "rb")  # noqa: SIM115
     with stream:
@@ -157,6 +179,12 @@ def cmd_replay(args: argparse.Namespace) -> int:
             tz = engine.timezone_of(fact.policy)
             out.write(orjson.dumps(fact.to_dict(tz), option=orjson.OPT_APPEND_NEWLINE))
     out.flush()
+    if kpis is not None:
+        if replay.clock is not None:
+            kpis.advance(replay.clock)
+        with open(args.kpis, "wb") as file:
+            for row in kpis.rows():
+                file.write(orjson.dumps(row.to_dict(), option=orjson.OPT_APPEND_NEWLINE))
     for event, reason in replay.rejections:
         print(f"rejected {event.event_id}: {reason}", file=sys.stderr)
     print(f"replay: {replay.stats.summary()}", file=sys.stderr)
@@ -205,8 +233,39 @@ def cmd_check(args: argparse.Namespace) -> int:
     for policy in policies.policies.values():
         metrics = ", ".join(policy.metrics)
         tenants = ", ".join(sorted(policy.tenants))
-        print(f"{policy.source}: {policy.name} ({policy.applies_to}; tenants {tenants}): {metrics}")
+        extras = _contract_settings(policy)
+        print(
+            f"{policy.source}: {policy.name} ({policy.applies_to}; tenants {tenants}): {metrics}"
+            + (f"; {extras}" if extras else "")
+        )
     return 0
+
+
+def _contract_settings(policy: Policy) -> str:
+    """What `check` adds for the settings of contracts 001, 003 and 004 (only when set)."""
+    out = []
+    if "/" in policy.working_time.days.name:  # the weekdays reading of 002 1.4
+        out.append(f"calendar {policy.working_time.days.name}")
+    if policy.escalation is not None:
+        day = policy.working_time.working_seconds_per_day * MICROS_PER_SECOND
+        unit, size = ("wd", day) if policy.escalation.clock == "working" else ("h", 3600e6)
+        tiers = ", ".join(
+            f"{t.tier} after {t.after / size:g} {unit}" for t in policy.escalation.tiers
+        )
+        out.append(f"escalation ({policy.escalation.clause}): {tiers}")
+    if policy.appeal is not None:
+        days = policy.appeal.within / MICROS_PER_SECOND / 86400
+        out.append(f"appeal within {days:g} d {policy.appeal.clock} ({policy.appeal.clause})")
+    k = policy.kpis
+    for name, value in (
+        ("availability", k.availability),
+        ("FCR", k.first_contact_resolution),
+        ("CSAT mean", k.csat_mean),
+        ("CSAT good share", k.csat_good_share),
+    ):
+        if value is not None:
+            out.append(f"{name} >= {value:g}")
+    return "; ".join(out)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -219,6 +278,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
             partitions=args.partitions,
             store=args.store,
             broker=args.broker,
+            kafka=args.kafka,
+            events=args.events,
         )
     from monitor.bench import run_bench  # noqa: PLC0415
 

@@ -22,6 +22,7 @@ class SubjectType(StrEnum):
 
     CHAT_SESSION = "chat_session"
     TICKET = "ticket"
+    CHANNEL = "channel"  # channel.status (004 3.3): no SLA clock, measured by monitor.kpi
 
 
 class EventType(StrEnum):
@@ -33,12 +34,22 @@ class EventType(StrEnum):
     TICKET_PRIORITY_CHANGED = "ticket.priority_changed"
     TICKET_STATUS_CHANGED = "ticket.status_changed"
     TICKET_TRANSFERRED = "ticket.transferred"
+    TICKET_APPEALED = "ticket.appealed"  # 003 5.1
+    SESSION_RATED = "session.rated"  # 004 3.5, 001 3.3
+    TICKET_RATED = "ticket.rated"  # 004 3.5, 001 3.3
+    CHANNEL_STATUS = "channel.status"  # 004 3.3
 
 
 CHAT_EVENT_TYPES = frozenset(
-    {EventType.SESSION_STARTED, EventType.MESSAGE_SENT, EventType.SESSION_CLOSED}
+    {
+        EventType.SESSION_STARTED,
+        EventType.MESSAGE_SENT,
+        EventType.SESSION_CLOSED,
+        EventType.SESSION_RATED,
+    }
 )
-TICKET_EVENT_TYPES = frozenset(EventType) - CHAT_EVENT_TYPES
+CHANNEL_EVENT_TYPES = frozenset({EventType.CHANNEL_STATUS})
+TICKET_EVENT_TYPES = frozenset(EventType) - CHAT_EVENT_TYPES - CHANNEL_EVENT_TYPES
 
 
 class Actor(StrEnum):
@@ -58,11 +69,19 @@ class TicketStatus(StrEnum):
     CLOSED = "closed"
 
 
+class ChannelStatus(StrEnum):
+    """``channel.status`` ``status``: whether customers can reach the channel (004 3.3)."""
+
+    UP = "up"
+    DOWN = "down"
+
+
 class Event(NamedTuple):
     """A validated input event.
 
     ``subject_id`` is the ``session_id`` of chat events and the ``ticket_id`` of ticket events;
     it is also the Kafka message key, so every event of a subject lands on one partition.
+    For ``channel.status`` it is the ``channel`` (subject type ``channel``).
     """
 
     event_id: str
@@ -77,6 +96,8 @@ class Event(NamedTuple):
     public: bool | None = None  # ticket.comment
     status: TicketStatus | None = None  # ticket.status_changed
     designated: bool | None = None  # ticket.created / ticket.transferred
+    score: int | None = None  # session.rated / ticket.rated: 1 (worst) to 5 (best)
+    channel_status: ChannelStatus | None = None  # channel.status ``status``
 
 
 # --- agent presence (topic ``agents``; contract 002 3.3 "服务人员在线情况") ---------------------

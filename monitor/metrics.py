@@ -11,8 +11,8 @@ registers, so renaming a metric here breaks those tests on purpose.
 Metric names (Prometheus conventions: base units, ``_total`` for counters)::
 
     sla_events_total{kind,metric,tenant,channel,priority,policy}   SLA facts emitted
-    sla_outcomes_total{metric,tenant,outcome="met|breach"}         decided targets (burn rate)
-    sla_retractions_total{metric,tenant}                           breaches proved wrong
+    sla_outcomes_total{metric,tenant,policy,outcome="met|breach|escalation"}  decided targets
+    sla_retractions_total{metric,tenant,policy}                    breaches proved wrong
     sla_response_seconds{metric,tenant,channel,period}             histogram, wall-clock elapsed
     sla_penalty_total{tenant,currency}                             breach penalties charged
     sla_penalty_retracted_total{tenant,currency}                   ... and taken back
@@ -209,13 +209,15 @@ class SlaMetrics:
         self.outcomes = Counter(
             "sla_outcomes_total",
             "Decided SLA targets by outcome; subtract sla_retractions_total from breach.",
-            ["metric", "tenant", "outcome"],
+            # policy: a tenant's chats and tickets both have a first_response target, under
+            # different policies; alerts route on (tenant, policy, metric).
+            ["metric", "tenant", "policy", "outcome"],
             registry=reg,
         )
         self.retractions = Counter(
             "sla_retractions_total",
             "Breaches retracted because a late event proved them wrong.",
-            ["metric", "tenant"],
+            ["metric", "tenant", "policy"],
             registry=reg,
         )
         self.response = Histogram(
@@ -299,7 +301,7 @@ class SlaMetrics:
         # Children cached for the per-message path (labels() takes a lock and builds a key).
         self._consumed: dict[tuple[str, str], Counter] = {}
         self._known_topics: set[str] = set()
-        self._known_outcomes: set[tuple[str, str]] = set()
+        self._known_outcomes: set[tuple[str, str, str]] = set()
         self._lag_topics: set[str] = set()
         for topic in topics:
             self._init_topic(topic)
@@ -311,26 +313,28 @@ class SlaMetrics:
         metric = ev.metric.value
         tenant = self._tenant(ev.tenant)
         channel = self._channel(ev.channel)
+        policy = self._policy(ev.policy)
         self.events.labels(
             kind=ev.kind.value,
             metric=metric,
             tenant=tenant,
             channel=channel,
             priority=self._priority(ev.priority),
-            policy=self._policy(ev.policy),
+            policy=policy,
         ).inc()
         if ev.kind is Kind.WARNING:
             return
-        self._init_outcomes(metric, tenant)
+        self._init_outcomes(metric, tenant, policy)
         if ev.kind is Kind.RETRACTION:
-            self.retractions.labels(metric=metric, tenant=tenant).inc()
+            self.retractions.labels(metric=metric, tenant=tenant, policy=policy).inc()
             if ev.penalty is not None and ev.penalty.amount > 0:
                 self.penalty_retracted.labels(tenant=tenant, currency=ev.penalty.currency).inc(
                     ev.penalty.amount
                 )
             return
-        outcome = "met" if ev.kind is Kind.MET else "breach"
-        self.outcomes.labels(metric=metric, tenant=tenant, outcome=outcome).inc()
+        # 003 3.4: a tier escalation is the tier_escalation target's miss, named as such.
+        outcome = "met" if ev.kind is Kind.MET else ev.kind.value
+        self.outcomes.labels(metric=metric, tenant=tenant, policy=policy, outcome=outcome).inc()
         elapsed = ev.elapsed_seconds
         if elapsed is not None:  # a breach detected at the deadline has no response yet
             self.response.labels(
@@ -420,13 +424,13 @@ class SlaMetrics:
         self.input_skipped.labels(topic=topic)
         self._known_topics.add(topic)
 
-    def _init_outcomes(self, metric: str, tenant: str) -> None:
+    def _init_outcomes(self, metric: str, tenant: str, policy: str) -> None:
         # Both outcomes and the retraction series start at zero together: the burn-rate rules
         # subtract and divide these, and an absent operand would drop the tenant's ratio.
-        key = (metric, tenant)
+        key = (metric, tenant, policy)
         if key in self._known_outcomes:
             return
         for outcome in ("met", "breach"):
-            self.outcomes.labels(metric=metric, tenant=tenant, outcome=outcome)
-        self.retractions.labels(metric=metric, tenant=tenant)
+            self.outcomes.labels(metric=metric, tenant=tenant, policy=policy, outcome=outcome)
+        self.retractions.labels(metric=metric, tenant=tenant, policy=policy)
         self._known_outcomes.add(key)

@@ -10,12 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from monitor.accounting.escalation import Escalation, Escalator, TenantState
 from monitor.engine import DeadlineIndex, SlaEngine, SubjectState, state_key
 from monitor.errors import CalendarError, RejectedEvent
-from monitor.events import Event
+from monitor.events import Event, SubjectType
 from monitor.sla_event import Kind, SlaEvent
+
+if TYPE_CHECKING:
+    from monitor.kpi import KpiTracker
 
 
 @dataclass
@@ -28,7 +32,11 @@ class ReplayStats:
     facts: dict[str, int] = field(default_factory=lambda: {k.value: 0 for k in Kind})
 
     def summary(self) -> str:
-        facts = ", ".join(f"{n} {k}" for k, n in self.facts.items())
+        # Escalations (003 3.4) only appear under policies that set tiers: leave them out of
+        # the summary when there are none, so other policies' summaries read as before.
+        facts = ", ".join(
+            f"{n} {k}" for k, n in self.facts.items() if n or k != Kind.ESCALATION.value
+        )
         return (
             f"{self.events} events ({self.duplicates} duplicates, {self.late} late, "
             f"{self.invalid} invalid, {self.rejected} rejected) -> {facts}"
@@ -38,8 +46,10 @@ class ReplayStats:
 class Replay:
     """Holds the subject records and the deadline index of one replay."""
 
-    def __init__(self, engine: SlaEngine) -> None:
+    def __init__(self, engine: SlaEngine, kpis: KpiTracker | None = None) -> None:
         self.engine = engine
+        # 004 3.3-3.5: fed every accepted event (and every channel.status) when given.
+        self.kpis = kpis
         self.states: dict[str, SubjectState] = {}
         self.index = DeadlineIndex()
         self.clock: int | None = None
@@ -62,6 +72,9 @@ class Replay:
             if at < clock:
                 stats.late += 1
             out = []
+        kpis = self.kpis
+        if kpis is not None and event.subject_type is _CHANNEL:
+            return out + self._channel(kpis, event)
         key = state_key(event.subject_type, event.subject_id)
         states = self.states
         previous = states.get(key)
@@ -73,6 +86,8 @@ class Replay:
             return out
         if step.duplicate:
             stats.duplicates += 1
+        elif kpis is not None:
+            kpis.observe(event)
         state = step.state
         if state is None:
             states.pop(key, None)
@@ -96,7 +111,18 @@ class Replay:
         if self.clock is not None and now <= self.clock:
             return []
         self.clock = now
+        if self.kpis is not None:
+            self.kpis.advance(now)
         return self._fire(self.index.pop_due(now), now)
+
+    def _channel(self, kpis: KpiTracker, event: Event) -> list[SlaEvent]:
+        """A channel.status goes to the KPIs only: it has no SLA clock (004 3.3)."""
+        try:
+            kpis.observe(event)
+        except RejectedEvent as exc:
+            self.stats.rejected += 1
+            self.rejections.append((event, str(exc)))
+        return []
 
     def _fire(self, due: list[str], now: int) -> list[SlaEvent]:
         """Advances the records of the ``due`` keys to ``now``."""
@@ -115,6 +141,9 @@ class Replay:
             # Python-level property, slow in this loop).
             counts[fact.kind] += 1
         return facts
+
+
+_CHANNEL = SubjectType.CHANNEL
 
 
 def replay_events(

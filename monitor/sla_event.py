@@ -26,6 +26,7 @@ class Kind(StrEnum):
     BREACH = "breach"  # the deadline passed with no response
     MET = "met"  # the response came in time
     RETRACTION = "retraction"  # a late event proved an emitted breach wrong
+    ESCALATION = "escalation"  # 003 3.4: not solved in time, goes to a higher tier
 
 
 class Metric(StrEnum):
@@ -33,6 +34,21 @@ class Metric(StrEnum):
     NEXT_RESPONSE = "next_response"
     PERIODIC_UPDATE = "periodic_update"
     RESOLUTION = "resolution"
+
+
+class EscalationMetric(StrEnum):
+    """Targets whose "breach" is published as kind ``escalation``, not as a breach.
+
+    003 3.4: a ticket not solved within N working days escalates to a higher tier; the fact
+    names the tier (:attr:`SlaEvent.tier`). A separate enum from :class:`Metric`, whose
+    members are the response-time metrics every policy may enable (and which reports and
+    tests enumerate); clocks, facts and policies take either (:data:`AnyMetric`).
+    """
+
+    TIER_ESCALATION = "tier_escalation"
+
+
+AnyMetric = Metric | EscalationMetric
 
 
 class Period(StrEnum):
@@ -68,7 +84,7 @@ class SlaEvent(NamedTuple):
 
     sla_id: str
     kind: Kind
-    metric: Metric
+    metric: AnyMetric
     seq: int  # 0 for first_response/resolution; n-th next_response / periodic_update
     subject_type: str
     subject_id: str
@@ -87,6 +103,7 @@ class SlaEvent(NamedTuple):
     share: float | None = None  # warnings: the share of the target that has elapsed
     penalty: Penalty | None = None  # breaches (and their retractions): what the contract charges
     reason: str | None = None  # retractions: what proved the breach wrong
+    tier: str | None = None  # tier_escalation facts: the tier the ticket goes to (003 3.4)
 
     @property
     def fact_id(self) -> str:
@@ -131,4 +148,9 @@ class SlaEvent(NamedTuple):
             out["penalty"] = {"amount": self.penalty.amount, "currency": self.penalty.currency}
         if self.reason is not None:
             out["reason"] = self.reason
+        if self.tier is not None:
+            # The sla.escalations topic carries 6.2 escalations (monitor.accounting) too; both
+            # name their rule, and both are kind "escalation".
+            out["rule"] = "tier_escalation"
+            out["tier"] = self.tier
         return out

@@ -33,10 +33,12 @@ from monitor import schemas, traffic
 from monitor.errors import ConfigError, InvalidEvent
 from monitor.events import (
     AGENT_STATUS,
+    CHANNEL_EVENT_TYPES,
     CHAT_EVENT_TYPES,
     Actor,
     AgentPresence,
     AgentStatus,
+    ChannelStatus,
     Event,
     EventType,
     SubjectType,
@@ -59,6 +61,7 @@ _instant_by_minute)."""
 _RFC3339: Final = re.compile(RFC3339_PATTERN)
 _ACTORS: Final = {a.value: a for a in Actor}
 _STATUSES: Final = {s.value: s for s in TicketStatus}
+_CHANNEL_STATUSES: Final = {s.value: s for s in ChannelStatus}
 
 # Keywords the table compiler understands. Annotations have no effect on validity ("format" is
 # an annotation in draft 2020-12 unless a format checker is switched on, and we switch none on).
@@ -73,6 +76,8 @@ _FIELD_KEYWORDS: Final = _ANNOTATIONS | {
     "minLength",
     "maxLength",
     "pattern",
+    "minimum",
+    "maximum",
 }
 _OBJECT_KEYWORDS: Final = _ANNOTATIONS | {
     "$ref",
@@ -115,7 +120,17 @@ class _BoolField(NamedTuple):
     slot: int
 
 
-_Field = _StrField | _EnumField | _BoolField
+class _IntField(NamedTuple):
+    """An integer property within ``[low, high]`` (a rating's score). JSON Schema counts
+    5.0 as an integer and ``true`` as none: so does :func:`_integer`."""
+
+    name: str
+    slot: int
+    low: int | float
+    high: int | float
+
+
+_Field = _StrField | _EnumField | _BoolField | _IntField
 
 
 class _Plan(NamedTuple):
@@ -128,6 +143,7 @@ class _Plan(NamedTuple):
     strings: tuple[_StrField, ...]  # required properties, by JSON type
     enums: tuple[_EnumField, ...]
     booleans: tuple[_BoolField, ...]
+    integers: tuple[_IntField, ...]
     optional: tuple[_Field, ...]  # checked only when present
     instant: Callable[[str], int | None]  # occurred_at (checked by the schema) to an instant
 
@@ -140,7 +156,14 @@ _JSON_TO_SLOT: Final = {
     "sender": "actor",
     "author": "actor",
 }
-_CONVERT: Final[dict[str, Mapping[str, object]]] = {"actor": _ACTORS, "status": _STATUSES}
+# Per event type: channel.status says "status" (up/down) for what the record calls
+# channel_status, and its channel is its subject (the Kafka key) too.
+_TYPE_JSON_TO_SLOT: Final = {(EventType.CHANNEL_STATUS.value, "status"): "channel_status"}
+_CONVERT: Final[dict[str, Mapping[str, object]]] = {
+    "actor": _ACTORS,
+    "status": _STATUSES,
+    "channel_status": _CHANNEL_STATUSES,
+}
 _OCCURRED_AT: Final = _SLOTS["occurred_at"]
 _new_event: Final = tuple.__new__
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
@@ -244,7 +267,7 @@ def _fast_path(obj: object) -> Event | None:
     plan = plans.get(event_type)
     if plan is None:
         return None
-    template, strings, enums, booleans, optional, instant = plan
+    template, strings, enums, booleans, integers, optional, instant = plan
     args: list[Any] = list(template)
     # Required properties: get() gives None for an absent one, and None fails every check.
     for name, slot, lo, hi, patterns in strings:
@@ -273,6 +296,13 @@ def _fast_path(obj: object) -> Event | None:
             return None
         if slot >= 0:
             args[slot] = value
+    if integers:  # ratings only; a test is cheaper than entering an empty loop
+        for number in integers:
+            value = _integer(number, obj.get(number.name))
+            if value is None:
+                return None
+            if number.slot >= 0:
+                args[number.slot] = value
     for field in optional:  # rare: the template already holds their defaults
         value = obj.get(field.name, _MISSING)
         if value is not _MISSING:
@@ -288,12 +318,24 @@ def _fast_path(obj: object) -> Event | None:
     return _new_event(Event, args)  # Event._make without its length check: args fits
 
 
+def _integer(field: _IntField, value: object) -> int | None:
+    """The value of an integer property, or None when it is not one in range."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if type(value) is not int or not field.low <= value <= field.high:  # bool is no integer
+        return None
+    return value
+
+
 def _check(field: _Field, value: object) -> object:
     """What the record stores for a present optional property; _MISSING if it is invalid.
 
     The same checks as the fast path's loops over required properties."""
     if isinstance(field, _BoolField):
         return value if value is True or value is False else _MISSING
+    if isinstance(field, _IntField):
+        number = _integer(field, value)
+        return _MISSING if number is None else number
     if not isinstance(value, str):
         return _MISSING
     if isinstance(field, _EnumField):
@@ -412,23 +454,30 @@ def _compile_plans() -> dict[str, _Plan]:
         if missing:
             raise ConfigError(f"{file}: required {sorted(missing)} have no property schema")
         event_type = EventType(name)
-        is_chat = event_type in CHAT_EVENT_TYPES
-        subject_key = "session_id" if is_chat else "ticket_id"
+        if event_type in CHAT_EVENT_TYPES:
+            subject_key, subject_type = "session_id", SubjectType.CHAT_SESSION
+        elif event_type in CHANNEL_EVENT_TYPES:
+            subject_key, subject_type = "channel", SubjectType.CHANNEL
+        else:
+            subject_key, subject_type = "ticket_id", SubjectType.TICKET
         if subject_key not in required:
             raise ConfigError(f"{file}: {subject_key} must be required")
         template: list[object] = [None] * len(_SLOTS)
         template[_SLOTS["type"]] = event_type
-        template[_SLOTS["subject_type"]] = (
-            SubjectType.CHAT_SESSION if is_chat else SubjectType.TICKET
-        )
+        template[_SLOTS["subject_type"]] = subject_type
         instant = _instant
         strings: list[_StrField] = []
         enums: list[_EnumField] = []
         booleans: list[_BoolField] = []
+        integers: list[_IntField] = []
         optional: list[_Field] = []
         dispatchable = True
         for prop, parts in merged.items():
-            field, default = _compile_field(file, prop, parts)
+            field, default = _compile_field(file, prop, parts, name)
+            if prop == subject_key == "channel" and isinstance(field, _StrField):
+                # A channel's events have the channel as subject id: check it once more,
+                # into the subject_id slot.
+                strings.append(field._replace(slot=_SLOTS["subject_id"]))
             if prop == "type":
                 # The plan is chosen by the value of "type", so its constraints are settled
                 # here, once: either that value passes them all (nothing left to check per
@@ -451,6 +500,8 @@ def _compile_plans() -> dict[str, _Plan]:
                 strings.append(field)
             elif isinstance(field, _EnumField):
                 enums.append(field)
+            elif isinstance(field, _IntField):
+                integers.append(field)
             else:
                 booleans.append(field)
         if dispatchable:
@@ -459,6 +510,7 @@ def _compile_plans() -> dict[str, _Plan]:
                 tuple(strings),
                 tuple(enums),
                 tuple(booleans),
+                tuple(integers),
                 tuple(optional),
                 instant,
             )
@@ -493,7 +545,7 @@ def _collect_object(
 
 
 def _compile_field(
-    file: str, name: str, parts: list[tuple[dict[str, Any], Resolver[Any]]]
+    file: str, name: str, parts: list[tuple[dict[str, Any], Resolver[Any]]], event_type: str = ""
 ) -> tuple[_Field, object]:
     """The conjunction of every schema that constrains property ``name``, and its default
     (None when the schema gives none; converted like the values, for enum members)."""
@@ -511,6 +563,8 @@ def _compile_field(
     kinds: set[str] = set()
     enum: set[str] | None = None
     min_len, max_len = 0, 2**63
+    low: int | float = float("-inf")
+    high: int | float = float("inf")
     patterns: list[re.Pattern[str]] = []
     default: object = None
     for sub in flat:
@@ -526,15 +580,27 @@ def _compile_field(
         max_len = min(max_len, sub.get("maxLength", 2**63))
         if "pattern" in sub:
             patterns.append(re.compile(sub["pattern"]))
+        low = max(low, sub.get("minimum", low))
+        high = min(high, sub.get("maximum", high))
         if "default" in sub:
             default = sub["default"]
-    if kinds not in ({"string"}, {"boolean"}):
-        raise ConfigError(f"{file}: {name}: type must be string or boolean, got {sorted(kinds)}")
-    target = _JSON_TO_SLOT.get(name, name)
+    if kinds not in ({"string"}, {"boolean"}, {"integer"}):
+        raise ConfigError(
+            f"{file}: {name}: type must be string, boolean or integer, got {sorted(kinds)}"
+        )
+    target = _TYPE_JSON_TO_SLOT.get((event_type, name)) or _JSON_TO_SLOT.get(name, name)
     # "type" is a constant of the plan; properties Event does not carry are only checked.
     slot = _SLOTS[target] if target in _SLOTS and name != "type" else -1
     if kinds == {"boolean"}:
         return _BoolField(name, slot), default
+    if kinds == {"integer"}:
+        # Bounded scales only (a rating): JSON Schema counts 1e300 as an integer too, and an
+        # unbounded one would need the slow path's arbitrary-precision rules.
+        if low == float("-inf") or high == float("inf"):
+            raise ConfigError(f"{file}: {name}: an integer needs both minimum and maximum")
+        return _IntField(name, slot, low, high), default
+    if low != float("-inf") or high != float("inf"):
+        raise ConfigError(f"{file}: {name}: minimum/maximum are supported on integers only")
     if enum is None:
         return _StrField(name, slot, min_len, max_len, tuple(patterns)), default
     convert = _CONVERT.get(target)

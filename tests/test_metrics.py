@@ -88,7 +88,8 @@ def events(reg: CollectorRegistry, kind: str, **labels: str) -> float | None:
 
 def outcome(reg: CollectorRegistry, outcome: str, tenant: str = "acme") -> float | None:
     return reg.get_sample_value(
-        "sla_outcomes_total", {"metric": "first_response", "tenant": tenant, "outcome": outcome}
+        "sla_outcomes_total",
+        {"metric": "first_response", "tenant": tenant, "policy": "online-chat", "outcome": outcome},
     )
 
 
@@ -159,7 +160,8 @@ def test_retraction_decrements_nothing_and_is_counted_for_the_rules_to_subtract(
     assert events(registry, "retraction") == 1
     assert (
         registry.get_sample_value(
-            "sla_retractions_total", {"metric": "first_response", "tenant": "acme"}
+            "sla_retractions_total",
+            {"metric": "first_response", "tenant": "acme", "policy": "online-chat"},
         )
         == 1
     )
@@ -177,7 +179,7 @@ def test_penalty_series_exist_at_zero_from_the_first_breach(
     penalty = {"tenant": "acme", "currency": "CNY"}
     assert registry.get_sample_value("sla_penalty_retracted_total", penalty) == 0
     assert registry.get_sample_value("sla_penalty_total", {**penalty, "tenant": "beta"}) is None
-    retracted = {"metric": "first_response", "tenant": "beta"}
+    retracted = {"metric": "first_response", "tenant": "beta", "policy": "online-chat"}
     assert registry.get_sample_value("sla_retractions_total", retracted) == 0
 
 
@@ -475,12 +477,13 @@ def test_dashboard_is_grafana_json_with_a_datasource_variable() -> None:
     board = json.loads(DASHBOARD.read_text())
     assert 36 <= board["schemaVersion"] <= 41
     variables = {v["name"]: v for v in board["templating"]["list"]}
-    assert variables["DS_PROMETHEUS"]["type"] == "datasource"
+    # Named as Grafana's dashboard-linter requires (tests/test_deploy_lint.py runs it).
+    assert variables["datasource"]["type"] == "datasource"
     ids = [p["id"] for p in board["panels"]]
     assert len(ids) == len(set(ids))
     for panel in board["panels"]:
         for target in panel.get("targets", []):
-            assert target["datasource"]["uid"] == "${DS_PROMETHEUS}", panel["title"]
+            assert target["datasource"]["uid"] == "${datasource}", panel["title"]
     titles = " ".join(p["title"].lower() for p in board["panels"])
     for topic in ("compliance", "breaches", "latency", "warnings", "dead letters", "detection"):
         assert topic in titles

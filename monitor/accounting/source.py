@@ -45,13 +45,14 @@ class Collector:
             raise ReportError(f"{where}: expected a JSON object, got {type(obj).__name__}")
         kind = obj.get("kind")
         try:
-            if kind in _FACT_KINDS:
-                self.inputs.facts.append(fact_from_dict(obj))
-            elif kind == "escalation":
+            if kind == "escalation":
                 # 002 6.2 trips; other escalations on the topic (003 3.4 tier escalations of
-                # tickets) carry other rules and are not part of this report.
+                # tickets, SLA facts of kind escalation) are not part of this report. Checked
+                # before the SLA kinds, which include the tiers' ``escalation``.
                 if obj.get("rule") in (BREACH_COUNT, SLOW_DAYS):
                     self.inputs.escalations.append(escalation_from_dict(obj))
+            elif kind in _FACT_KINDS:
+                self.inputs.facts.append(fact_from_dict(obj))
             elif obj.get("type") == AGENT_STATUS:
                 self.inputs.statuses.append(agent_status_from_dict(obj))
             elif obj.get("type") in _INPUT_TYPES:

@@ -16,6 +16,7 @@ from monitor.calendar.days import (
     ChinaCalendar,
     CountryCalendar,
     DayCalendar,
+    WeekdaysLessHolidays,
     make_day_calendar,
 )
 from monitor.calendar.overrides import Overrides, load_overrides
@@ -28,6 +29,7 @@ __all__ = [
     "CountryCalendar",
     "DayCalendar",
     "Overrides",
+    "WeekdaysLessHolidays",
     "WorkingTime",
     "load_overrides",
     "make_day_calendar",

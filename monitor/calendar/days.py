@@ -126,25 +126,67 @@ class CountryCalendar:
         return f"CountryCalendar({self.name!r}, weekend={sorted(self._weekend)})"
 
 
+class WeekdaysLessHolidays:
+    """A reading of "working day" as Monday to Friday, statutory holidays excepted (002 1.4).
+
+    Contract 002 1.4 defines 工作日 as "周一至周五(法定节假日除外)": read literally, a make-up
+    working Saturday or Sunday (调休上班) is *not* a working day, while the State Council's
+    schedule (the ``statutory`` reading, the default) makes it one. Which reading a contract
+    means is the operator's choice (policy ``calendar.working_days``), so this wraps the
+    statutory calendar: a day is a working day when it is not a weekend day *and* the
+    statutory calendar (overrides first, then the library) calls it one. Hence a weekday
+    holiday stays a rest day, and a weekend day is a rest day even when an override or the
+    library lists it as a make-up working day.
+    """
+
+    __slots__ = ("_inner", "_weekend", "name")
+
+    def __init__(self, inner: DayCalendar, weekend: frozenset[int] = MON_FRI_WEEKEND) -> None:
+        self._inner = inner
+        self._weekend = weekend
+        self.name = f"{inner.name}/weekdays"
+
+    def is_working_day(self, day: date) -> bool:
+        return day.weekday() not in self._weekend and self._inner.is_working_day(day)
+
+    def __repr__(self) -> str:
+        return f"WeekdaysLessHolidays({self._inner!r})"
+
+
+WORKING_DAY_READINGS = ("statutory", "weekdays")
+"""Values of the policy's ``calendar.working_days`` (see :func:`make_day_calendar`)."""
+
+
 def make_day_calendar(
     country: str = "CN",
     subdivision: str | None = None,
     overrides_path: str | None = None,
     strict: bool = True,
+    working_days: str = "statutory",
 ) -> DayCalendar:
     """Builds the day calendar a policy names; called once per policy at start-up.
 
     ``CN`` uses ``chinese_calendar`` (it has make-up working days; ``holidays`` does not model
     them reliably); any other ISO 3166 code uses ``holidays``. ``strict`` only matters for CN
-    (see :class:`ChinaCalendar`). Raises ConfigError for an unknown country or a bad file.
+    (see :class:`ChinaCalendar`). ``working_days`` is the reading of "working day":
+    ``statutory`` (the default: the official schedule, make-up working days included) or
+    ``weekdays`` (Monday to Friday less statutory holidays, see :class:`WeekdaysLessHolidays`).
+    Raises ConfigError for an unknown country or reading, or a bad file.
     """
+    if working_days not in WORKING_DAY_READINGS:
+        raise ConfigError(
+            f"calendar working_days {working_days!r}: expected one of {WORKING_DAY_READINGS}"
+        )
     code = country.strip().upper()
     overrides = load_overrides(overrides_path) if overrides_path else None
+    days: DayCalendar
     if code == "CN":
         if subdivision:
             raise ConfigError(
                 f"calendar CN: subdivision {subdivision!r} is not supported (chinese_calendar "
                 "has the national schedule only; use overrides for regional days)"
             )
-        return ChinaCalendar(overrides, strict=strict)
-    return CountryCalendar(code, subdivision, overrides)
+        days = ChinaCalendar(overrides, strict=strict)
+    else:
+        days = CountryCalendar(code, subdivision, overrides)
+    return days if working_days == "statutory" else WeekdaysLessHolidays(days)

@@ -27,9 +27,25 @@ from monitor.calendar import WorkingTime
 from monitor.engine.state import SlaClock, SubjectState, event_digest, state_key
 from monitor.errors import RejectedEvent
 from monitor.events import Actor, Event, EventType, SubjectType, TicketStatus
-from monitor.policy.model import ClockKind, MetricPolicy, Policy, PolicySet, TargetRule
-from monitor.sla_event import Kind, Metric, Period, SlaEvent, make_sla_id
-from monitor.timeutil import MICROS_PER_SECOND
+from monitor.policy.model import (
+    AppealPolicy,
+    ClockKind,
+    EscalationTier,
+    MetricPolicy,
+    Policy,
+    PolicySet,
+    TargetRule,
+)
+from monitor.sla_event import (
+    AnyMetric,
+    EscalationMetric,
+    Kind,
+    Metric,
+    Period,
+    SlaEvent,
+    make_sla_id,
+)
+from monitor.timeutil import MICROS_PER_SECOND, format_rfc3339
 
 # Enum members the hot path compares against, bound once: EnumType defines __getattr__, so
 # reading a member through its class (``Actor.AGENT``) costs CPython 3.11 70-100 ns, as much
@@ -38,6 +54,7 @@ _AGENT, _CUSTOMER = Actor.AGENT, Actor.CUSTOMER
 _WARNING, _BREACH, _MET, _RETRACTION = Kind.WARNING, Kind.BREACH, Kind.MET, Kind.RETRACTION
 _FIRST_RESPONSE, _NEXT_RESPONSE = Metric.FIRST_RESPONSE, Metric.NEXT_RESPONSE
 _PERIODIC_UPDATE, _RESOLUTION = Metric.PERIODIC_UPDATE, Metric.RESOLUTION
+_TIER_ESCALATION, _ESCALATION = EscalationMetric.TIER_ESCALATION, Kind.ESCALATION
 _WALL = ClockKind.WALL
 
 RESPONSE_METRICS = (Metric.FIRST_RESPONSE, Metric.NEXT_RESPONSE)
@@ -89,6 +106,11 @@ class SlaEngine:
         """
         digest = event_digest(event.event_id)
         if state is None:
+            if event.subject_type is SubjectType.CHANNEL:  # the rare path: no cost per event
+                raise RejectedEvent(
+                    f"{event.type} has no SLA clock: it feeds the availability KPI "
+                    "(monitor.kpi.KpiTracker), not the engine"
+                )
             if event.type not in _CREATING:
                 noun = (
                     "session.started"
@@ -168,11 +190,13 @@ class _MetricRules:
 class _PolicyRules:
     """One policy, precomputed for one engine, with the run context its calls reuse."""
 
-    __slots__ = ("metrics", "policy", "run", "working_time")
+    __slots__ = ("appeal", "metrics", "policy", "run", "tiers", "working_time")
 
     def __init__(self, policy: Policy, engine: SlaEngine) -> None:
         self.policy = policy
         self.working_time = policy.working_time
+        self.tiers = policy.escalation.tiers if policy.escalation is not None else ()
+        self.appeal = policy.appeal
         self.metrics = {metric: _MetricRules(mp) for metric, mp in policy.metrics.items()}
         self.run = _Run(engine, 0, self)  # now and out are reset by every call
 
@@ -182,22 +206,25 @@ class _Run:
     far. One per policy, reset by each call on a stored record (see :class:`SlaEngine`); a
     new record's call makes its own, since its handler picks the policy."""
 
-    __slots__ = ("engine", "metrics", "now", "out", "working_time")
+    __slots__ = ("engine", "metrics", "now", "out", "rules", "working_time")
 
     def __init__(self, engine: SlaEngine, now: int, rules: _PolicyRules | None) -> None:
         self.engine = engine
         self.now = now
         self.out: list[SlaEvent] = []
-        self.metrics: dict[Metric, _MetricRules]
+        self.metrics: dict[AnyMetric, _MetricRules]
         self.working_time: WorkingTime
+        self.rules: _PolicyRules
         if rules is not None:  # use(rules), inlined: one call less per event
             self.metrics = rules.metrics
             self.working_time = rules.working_time
+            self.rules = rules
 
     def use(self, rules: _PolicyRules) -> None:
         """Sets the policy in force."""
         self.metrics = rules.metrics
         self.working_time = rules.working_time
+        self.rules = rules
 
     # -- time arithmetic in a clock's own kind -------------------------------------------
 
@@ -219,7 +246,7 @@ class _Run:
 
     # -- clocks ---------------------------------------------------------------------------
 
-    def start_clock(self, state: SubjectState, metric: Metric, seq: int, at: int) -> None:
+    def start_clock(self, state: SubjectState, metric: AnyMetric, seq: int, at: int) -> None:
         rules = self.metrics.get(metric)
         if rules is None:
             return
@@ -230,6 +257,21 @@ class _Run:
             clock.paused_since = at
         state.clocks += (clock,)
         self.schedule(clock)
+
+    def start_tiers(self, state: SubjectState, at: int) -> None:
+        """003 3.4: one clock per escalation tier, each from the ticket's clock start, so
+        each tier fires once, at its own ``after`` (seq = the tier's index)."""
+        rules = self.metrics.get(_TIER_ESCALATION)
+        if rules is None:
+            return
+        period = self.working_time.period_of(at)
+        for seq, tier in enumerate(self.rules.tiers):
+            kind, clause = rules.metric_policy.rules[0].clock, rules.metric_policy.rules[0].clause
+            clock = SlaClock(_TIER_ESCALATION, seq, at, period, tier.after, kind, clause)
+            if state.status in rules.pause_when:
+                clock.paused_since = at
+            state.clocks += (clock,)
+            self.schedule(clock)
 
     def schedule(self, clock: SlaClock, *, warning_only: bool = False) -> None:
         """Recomputes ``deadline`` and ``warn_at`` of a running clock from its record.
@@ -276,7 +318,7 @@ class _Run:
     def retarget(self, state: SubjectState, clock: SlaClock) -> None:
         """Re-selects a clock's target after a priority change, from the original start."""
         rules = self.metrics.get(clock.metric)
-        if rules is None:
+        if rules is None or clock.metric is _TIER_ESCALATION:  # 003 3.4 names no priority
             return
         rule = rules.rule_for(state.priority, clock.period, state.channel)
         if (rule.within, rule.clock) == (clock.target, clock.kind):
@@ -355,6 +397,11 @@ class _Run:
     ) -> None:
         rules = self.metrics.get(clock.metric)
         deadline = clock.deadline if clock.deadline is not None else clock.started_at + clock.target
+        tier = None
+        if clock.metric is _TIER_ESCALATION:  # 003 3.4: its breach is the escalation
+            tier = self._tier(clock.seq)
+            if kind is _BREACH:
+                kind = _ESCALATION
         # Enum members are strs already, but the output carries plain strings: read them from
         # tables rather than through Enum.value, a Python-level property.
         subject_type = _VALUE[state.subject_type]
@@ -382,8 +429,13 @@ class _Run:
                 share,
                 rules.penalty if rules is not None and kind in _PENALISED else None,
                 reason,
+                tier,
             )
         )
+
+    def _tier(self, seq: int) -> str:
+        tiers: tuple[EscalationTier, ...] = self.rules.tiers
+        return tiers[seq].tier if seq < len(tiers) else f"tier {seq}"  # policy since shortened
 
     def respond(self, state: SubjectState, at: int, who: str) -> None:
         """A human response at ``at`` answers every response clock started before it."""
@@ -468,6 +520,8 @@ def _start_ticket_clocks(run: _Run, state: SubjectState, at: int) -> None:
     state.clock_start = at
     run.start_clock(state, _FIRST_RESPONSE, 0, at)
     run.start_clock(state, _RESOLUTION, 0, at)
+    if run.rules.tiers:
+        run.start_tiers(state, at)
 
 
 def _ticket_transferred(run: _Run, event: Event, state: SubjectState | None) -> SubjectState:
@@ -526,6 +580,46 @@ def _ticket_status_changed(run: _Run, event: Event, state: SubjectState | None) 
     return state
 
 
+def _ticket_appealed(run: _Run, event: Event, state: SubjectState | None) -> SubjectState:
+    """003 5.1: an appeal within the window after the result reopens the ticket; one
+    outside it is rejected (dead-lettered) with the clause in the reason."""
+    assert state is not None  # SlaEngine.apply checked it, and set run's policy from it
+    appeal: AppealPolicy | None = run.rules.appeal
+    at, result = event.occurred_at, state.finished_at
+    tz = run.working_time.tz
+    if appeal is None:
+        raise RejectedEvent(
+            f"appeal rejected: policy {state.policy!r} has no appeal window (003 5.1); add "
+            "`appeal: {within: ...}` to it or do not send ticket.appealed for its tenants"
+        )
+    if result is None or at < result:
+        raise RejectedEvent(
+            f"appeal rejected: ticket {state.subject_id!r} has no result to appeal at "
+            f"{format_rfc3339(at, tz)} ({appeal.clause}: an appeal follows the result)"
+        )
+    used = run.measure(appeal.clock, result, at)
+    if used > appeal.within:
+        raise RejectedEvent(
+            f"appeal rejected: {format_rfc3339(at, tz)} is "
+            f"{used / MICROS_PER_SECOND:.0f} s after the result at {format_rfc3339(result, tz)}, "
+            f"outside the {appeal.within / MICROS_PER_SECOND:.0f} s {appeal.clock} window of "
+            f"{appeal.clause}"
+        )
+    state.appeals += 1
+    if appeal.reopens:  # the review: a new resolution target from the appeal
+        state.finished_at = None
+        state.status = "open"
+        run.start_clock(state, _RESOLUTION, state.appeals, at)
+    return state
+
+
+def _rated(run: _Run, event: Event, state: SubjectState | None) -> SubjectState:
+    """004 3.5 / 001 3.3: a rating changes no SLA clock; the engine only checks that the
+    subject exists and remembers the event id (duplicates). monitor.kpi measures CSAT."""
+    assert state is not None  # SlaEngine.apply checked it
+    return state
+
+
 _Handler = Callable[[_Run, Event, SubjectState | None], SubjectState]
 _HANDLERS: dict[EventType, _Handler] = {
     EventType.SESSION_STARTED: _session_started,
@@ -536,4 +630,7 @@ _HANDLERS: dict[EventType, _Handler] = {
     EventType.TICKET_PRIORITY_CHANGED: _ticket_priority_changed,
     EventType.TICKET_STATUS_CHANGED: _ticket_status_changed,
     EventType.TICKET_TRANSFERRED: _ticket_transferred,
+    EventType.TICKET_APPEALED: _ticket_appealed,
+    EventType.SESSION_RATED: _rated,
+    EventType.TICKET_RATED: _rated,
 }

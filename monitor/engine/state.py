@@ -18,10 +18,10 @@ import orjson
 
 from monitor.events import SubjectType
 from monitor.policy.model import ClockKind
-from monitor.sla_event import Metric, Period
+from monitor.sla_event import AnyMetric, EscalationMetric, Metric, Period
 
 _FORMAT = 1  # bump on an incompatible change of the byte layout
-_METRICS = tuple(Metric)
+_METRICS: tuple[AnyMetric, ...] = (*Metric, *EscalationMetric)  # stored by index: append only
 _PERIODS = tuple(Period)
 _CLOCKS = tuple(ClockKind)
 MAX_SEEN = 512  # event-id digests remembered per subject for de-duplication
@@ -50,7 +50,7 @@ class SlaClock:
     target from the original start even when the new target counts a different kind of time.
     """
 
-    metric: Metric
+    metric: AnyMetric
     seq: int
     started_at: int
     period: Period  # when it started, as the contract classifies time
@@ -134,6 +134,7 @@ class SubjectState:
     responded_at: int | None = None  # the first human response
     next_seq: int = 1  # seq of the next next_response clock
     update_seq: int = 1  # seq of the next periodic_update clock
+    appeals: int = 0  # 003 5.1: appeals accepted; the n-th review is resolution target seq n
     seen: list[int] = field(default_factory=list)
     # A tuple, replaced when a clock starts or stops: replay holds every subject's record and
     # most are finished, with no clock. They all share the empty tuple, where an empty list
@@ -159,7 +160,7 @@ class SubjectState:
                 best = due
         return best
 
-    def clock(self, metric: Metric) -> SlaClock | None:
+    def clock(self, metric: AnyMetric) -> SlaClock | None:
         for c in self.clocks:
             if c.metric is metric:
                 return c
@@ -191,6 +192,7 @@ class SubjectState:
                 self.update_seq,
                 self.seen,
                 [c.to_list() for c in self.clocks],
+                *((self.appeals,) if self.appeals else ()),
             ]
         )
 
@@ -199,8 +201,10 @@ class SubjectState:
         raw = orjson.loads(data)
         if raw[0] != _FORMAT:
             raise ValueError(f"state record format {raw[0]} is not {_FORMAT}")
+        # An 18th item, the appeal count (003 5.1), is written only when non-zero: records
+        # of every other subject keep their layout, and older records read as no appeals.
         (_, st, sid, tenant, policy, channel, priority, created, last, start, status, finished,
-         responded, next_seq, update_seq, seen, clocks) = raw  # fmt: skip
+         responded, next_seq, update_seq, seen, clocks, *appeals) = raw  # fmt: skip
         return cls(
             subject_type=SubjectType(st),
             subject_id=sid,
@@ -218,6 +222,7 @@ class SubjectState:
             update_seq=update_seq,
             seen=seen,
             clocks=tuple(SlaClock.from_list(c) for c in clocks),
+            appeals=appeals[0] if appeals else 0,
         )
 
 

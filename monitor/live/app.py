@@ -6,8 +6,12 @@ returns a ``faust.App``; its :class:`SlaWorker` (``app.sla_worker``) holds the e
 deadline index and the clocks. Faust then calls, on its own event loop:
 
 * the **agent** (:meth:`SlaWorker._process`) for every message of ``chat.sessions``,
-  ``tickets`` and the internal ``sla.timeouts`` topic. It alone reads and writes the table, so
-  the table (a compacted changelog in Kafka, RocksDB locally) is the single source of truth;
+  ``tickets`` and the internal ``sla.timeouts`` topic, gathered into batches of what Faust has
+  already fetched (:meth:`SlaWorker.process_batch`, :mod:`monitor.live.batch`): each record is
+  handled in memory, the batch's facts are published and awaited together, then each changed
+  subject record is written once. It alone reads and writes the table
+  (:mod:`monitor.live.table_store`), so the table (a compacted changelog in Kafka, RocksDB
+  locally) is the single source of truth;
 * the **tick** timer (:meth:`SlaWorker._tick`) on every worker, for its own partitions (not
   ``on_leader``): it pops due keys from the deadline index and publishes a timer firing
   ``(key, now)`` to partition N of ``sla.timeouts``, which the agent handles like an event:
@@ -22,36 +26,41 @@ deadline index and the clocks. Faust then calls, on its own event loop:
   in :meth:`SlaWorker._on_revoked`.
 
 The deadline index is a :class:`monitor.engine.DeadlineIndex` per input partition (topic and
-partition: a "lane"), because each has its own clock (:mod:`monitor.live.clock`): a lagging
-partition must not pop keys a caught-up one would, nor the reverse, and a ticket backlog must
-not advance the chat timers beside it.
+partition: a "lane", :mod:`monitor.live.lane`), because each has its own clock
+(:mod:`monitor.live.clock`): a lagging partition must not pop keys a caught-up one would, nor
+the reverse, and a ticket backlog must not advance the chat timers beside it.
 
-Delivery is at-least-once by default: Faust flushes the producer (outputs, dead letters,
-changelog) before it commits input offsets, so a crash repeats work but loses none, and the
-deterministic ``sla_id``/``fact_id`` make repeats harmless downstream. That holds only with
-the fixes in :mod:`monitor.live.faust_fixes` (three places where Faust 0.15.3 skips or commits
-past input after a restart); :meth:`SlaWorker._advance` counts any hole that still reaches the
+Delivery is at-least-once by default: a batch's input is acknowledged only after its outputs
+are acknowledged by the broker and its records are written, and Faust flushes the producer
+(changelog included) before it commits input offsets, so a crash repeats work but loses none;
+the deterministic ``sla_id``/``fact_id`` make repeats harmless downstream. That holds only with
+the fixes in :mod:`monitor.live.faust_fixes` (places where Faust 0.15.3 skips or commits past
+input after a restart); :meth:`SlaWorker._advance` counts any hole that still reaches the
 agent (``sla_input_skipped_offsets_total``). ``exactly_once`` maps to Faust's
-Kafka-transactions mode (real Kafka only; see :mod:`monitor.live.broker`).
+Kafka-transactions mode (real Kafka only), with commits between batches (fix 6 there).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import faust
 import orjson
 from faust.types import TP
 
-from monitor.engine import DeadlineIndex, SlaEngine, SubjectState
+from monitor.engine import SlaEngine, SubjectState
 from monitor.engine.state import state_key
 from monitor.errors import CalendarError, InvalidEvent, RejectedEvent
 from monitor.events import Event, SubjectType
 from monitor.live import faust_fixes
+from monitor.live.batch import Batch, Pending
 from monitor.live.clock import PartitionClocks, wall_clock
 from monitor.live.config import Settings
+from monitor.live.lane import Lane
+from monitor.live.table_store import SubjectTable
 from monitor.metrics import SlaMetrics
 from monitor.sla_event import Kind, SlaEvent
 from monitor.timeutil import MICROS_PER_SECOND, Micros, seconds
@@ -76,7 +85,8 @@ def create_app(
     # --- issue 8 (contract accounting): the 002 6.2 escalation stage and the agents input ---
     from monitor.live.escalation_agent import register_escalation_stage  # noqa: PLC0415
 
-    worker.app.escalation_stage = register_escalation_stage(worker)
+    worker.app.escalation_stage = stage = register_escalation_stage(worker)
+    worker.routes[Kind.ESCALATION] = (stage.escalations,)  # 003 3.4 tiers: sla.escalations
     # --- end issue 8 ---
     return worker.app
 
@@ -161,28 +171,27 @@ class SlaWorker:
         self.metrics = metrics
         self.wall = wall
         self.on_fact = on_fact
-        # Clocks, deadline indexes and lag are per input partition (topic and partition): see
-        # monitor.live.clock for why chat and tickets of one partition number keep apart.
+        # Clocks are per input partition (topic and partition): see monitor.live.clock for why
+        # chat and tickets of one partition number keep apart. The rest of a lane's state is
+        # in `lanes`, present only for partitions whose index is built (after recovery).
         self.clocks: PartitionClocks[TP] = PartitionClocks(seconds(settings.event_time_grace), wall)
-        self.index: dict[TP, DeadlineIndex] = {}
-        self.active: set[TP] = set()  # input partitions whose index is built (after recovery)
+        self.lanes: dict[TP, Lane] = {}
         self.ready = False  # false from a revocation until the next rebalance completes
-        self.caught_up: dict[TP, bool] = {}
-        self.processed: dict[TP, int] = {}  # last input offset handled, per input partition
-        # The memory store does not remember which partition a live-written key belongs to;
-        # we do, so the index rebuild and the sweep can go partition by partition.
-        self.key_partition: dict[bytes, int] = {}
-        self.stats = {"events": 0, "dead_letters": 0, "timeouts": 0, "facts": 0}
+        # Held while a batch is handled; with exactly_once, commits wait for it (see
+        # faust_fixes.commit_between_batches).
+        self.batch_lock = asyncio.Lock()
 
         app: Any = faust.App(settings.app_id, **faust_settings(settings))
         app.sla_worker = self
         self.app = app
-        self.table: Any = app.Table(
-            settings.table_name,
-            default=None,
-            key_type=bytes,
-            value_type=bytes,
-            partitions=settings.partitions,
+        self.table = SubjectTable(
+            app.Table(
+                settings.table_name,
+                default=None,
+                key_type=bytes,
+                value_type=bytes,
+                partitions=settings.partitions,
+            )
         )
         n = settings.partitions
         self.inputs = app.topic(
@@ -205,10 +214,16 @@ class SlaWorker:
             Kind.BREACH: (self.breaches, self.outcomes),
             Kind.RETRACTION: (self.breaches,),
             Kind.MET: (self.outcomes,),
+            # issue 9 (003 3.4): tier escalations; create_app routes them to issue 8's
+            # sla.escalations (the escalation stage's topic).
+            Kind.ESCALATION: (self.breaches,),
         }
         self.subject_topic = {
             SubjectType.CHAT_SESSION: settings.topic_chat,
             SubjectType.TICKET: settings.topic_tickets,
+            # issue 9 (004 3.3): channel.status, keyed by channel, dead-lettered by the engine
+            # ("no SLA clock") until a KpiTracker is wired into the worker.
+            SubjectType.CHANNEL: settings.topic_tickets,
         }
 
         app.agent(self.inputs, name=f"{settings.app_id}.process", concurrency=1)(self._process)
@@ -217,30 +232,65 @@ class SlaWorker:
         app.on_partitions_revoked.connect(self._on_revoked, weak=False)
         app.on_rebalance_complete.connect(self._on_rebalance_complete, weak=False)
         faust_fixes.apply(app, fetch_max_wait=settings.fetch_max_wait)
+        if settings.processing_guarantee == "exactly_once":
+            faust_fixes.commit_between_batches(app, self.batch_lock)
 
     # -- the agent: every input event and timer firing, in partition order -----------------
 
     async def _process(self, stream: Any) -> None:
+        """Gathers the records Faust has already fetched into a batch (up to ``batch_max``;
+        fewer as soon as none is waiting, so an idle worker adds no delay) and acknowledges
+        them only once :meth:`process_batch` has published and stored their effects."""
+        stream.enable_acks = False
+        waiting = stream.channel.queue
+        limit = self.settings.batch_max
+        batch: list[Any] = []
         async for event in stream.events():
-            message = event.message
-            try:
-                if message.topic == self.settings.topic_timeouts:
-                    await self._on_timeout(message.key, message.value, message.partition)
-                else:
-                    await self._on_input(message)
-            except Exception as exc:  # a bug must not stop the partition: log, dead-letter
-                log.exception(
-                    "failed on %s[%s]@%s", message.topic, message.partition, message.offset
-                )
-                if message.topic != self.settings.topic_timeouts:
-                    await self._dead_letter(message, f"internal error: {exc!r}")
-            if message.topic != self.settings.topic_timeouts:
-                self._advance(TP(message.topic, message.partition), message.offset)
+            batch.append(event)
+            if len(batch) >= limit or waiting.empty():
+                await self.process_batch(batch)
+                for done in batch:
+                    await stream.ack(done)
+                batch = []
+
+    async def process_batch(self, events: Sequence[Any]) -> Batch:
+        """Handles Faust ``events`` (input records and timer firings, in partition order) as one
+        batch: every record in memory, then the facts and dead letters published and awaited,
+        then each changed subject record stored once (see :mod:`monitor.live.batch`).
+
+        Caller: the agent (:meth:`_process`); tests drive it directly on a ``memory://`` app.
+        Affects: the table, the output topics, the lanes' deadline indexes, the metrics.
+        """
+        async with self.batch_lock:
+            batch = Batch()
+            timeouts_topic = self.settings.topic_timeouts
+            for event in events:
+                message = event.message
+                timer = message.topic == timeouts_topic
+                try:
+                    if timer:
+                        self._on_timeout(batch, event)
+                    else:
+                        self._on_input(batch, event)
+                except Exception as exc:  # a bug must not stop the partition: log, dead-letter
+                    log.exception(
+                        "failed on %s[%s]@%s", message.topic, message.partition, message.offset
+                    )
+                    if not timer:
+                        batch.dead_letters.append((message, f"internal error: {exc!r}"))
+                if not timer:
+                    self._advance(TP(message.topic, message.partition), message.offset)
+            await self._publish(batch)
+            self._store(batch)
+            return batch
 
     def _advance(self, tp: TP, offset: int) -> None:
         """Records ``offset`` as handled, and reports a hole since the previous record: input
         the consumer skipped (see :mod:`monitor.live.faust_fixes` for how that happened)."""
-        previous = self.processed.get(tp)
+        lane = self.lanes.get(tp)
+        if lane is None:
+            return
+        previous = lane.processed
         if previous is not None and offset > previous + 1:
             skipped = offset - previous - 1
             self.metrics.offsets_skipped(tp.topic, skipped)
@@ -249,45 +299,54 @@ class SlaWorker:
                 "transaction markers, or lost input)",
                 tp.topic, tp.partition, previous + 1, offset - 1, skipped,
             )  # fmt: skip
-        self.processed[tp] = offset
+        lane.processed = offset
 
-    async def _on_input(self, message: Any) -> None:
-        self.stats["events"] += 1
+    def _pending(self, batch: Batch, key: bytes, event: Any, lane: TP) -> Pending:
+        """The batch's copy of ``key``'s record, read from the table the first time."""
+        pending = batch.records.get(key)
+        if pending is None:
+            stored = self.table.get(key, event)
+            state = SubjectState.from_bytes(stored) if stored is not None else None
+            pending = batch.records[key] = Pending(stored, state, event, lane)
+        else:
+            pending.event = event
+        return pending
+
+    def _on_input(self, batch: Batch, event: Any) -> None:
+        message = event.message
         raw = message.value
         if raw is None:
-            await self._dead_letter(message, "empty message value (a tombstone?)")
+            batch.dead_letters.append((message, "empty message value (a tombstone?)"))
             return
         try:
-            event = parse_event(raw)
+            parsed = parse_event(raw)
         except InvalidEvent as exc:
-            await self._dead_letter(message, str(exc))
+            batch.dead_letters.append((message, str(exc)))
             return
-        problem = self._misrouted(event, message)
+        problem = self._misrouted(parsed, message)
         if problem is not None:
-            await self._dead_letter(message, problem)
+            batch.dead_letters.append((message, problem))
             return
-        lane = TP(message.topic, message.partition)
-        self.clocks.observe(lane, event.occurred_at)
-        now = self.clocks.now(lane, caught_up=self.caught_up.get(lane, False))
-        key = self.engine.state_key(event).encode()
-        stored = self.table.get(key)
-        state = SubjectState.from_bytes(stored) if stored is not None else None
+        lane_tp = TP(message.topic, message.partition)
+        self.clocks.observe(lane_tp, parsed.occurred_at)
+        lane = self.lanes.get(lane_tp)
+        now = self.clocks.now(lane_tp, caught_up=lane is not None and lane.caught_up)
+        key = state_key(parsed.subject_type, parsed.subject_id).encode()
+        pending = self._pending(batch, key, event, lane_tp)
+        state = pending.state
         facts: list[SlaEvent] = []
         try:
             if state is not None:
                 # What replay does before each event: fire what the event's own time has
                 # passed, so warnings and breaches come out in the same order and kinds.
-                facts += self.engine.advance(state, event.occurred_at).events
-            step = self.engine.apply(state, event, Micros(max(now, event.occurred_at)))
+                facts += self.engine.advance(state, parsed.occurred_at).events
+            step = self.engine.apply(state, parsed, Micros(max(now, parsed.occurred_at)))
         except (RejectedEvent, CalendarError) as exc:
-            await self._dead_letter(message, str(exc))
+            batch.dead_letters.append((message, str(exc)))
             return
-        self.metrics.event_consumed(message.topic, event.type.value)
-        if step.duplicate and not facts:
-            return
-        # Outputs first, acknowledged, then the record: see _emit for why.
-        await self._emit(facts + step.events, from_timer=False)
-        self._store(key, step.state, lane)
+        self.metrics.event_consumed(message.topic, parsed.type.value)
+        pending.state = step.state
+        batch.facts += [(fact, False) for fact in facts + step.events]
 
     def _misrouted(self, event: Event, message: Any) -> str | None:
         """Reasons an otherwise valid event cannot be processed where it arrived: a subject's
@@ -302,84 +361,69 @@ class SlaWorker:
             )
         return None
 
-    async def _on_timeout(self, key: bytes, value: bytes, partition: int) -> None:
-        """A timer firing (or a retention check) for ``key``: re-check the stored record."""
-        self.stats["timeouts"] += 1
-        now = Micros(int(value))
-        lane = self._lane(key, partition)
-        stored = self.table.get(key)
-        if stored is None:
-            self._index(lane).schedule(key.decode(), None)
+    def _on_timeout(self, batch: Batch, event: Any) -> None:
+        """A timer firing (or a retention check) for the key: re-check the stored record."""
+        message = event.message
+        key: bytes = message.key
+        now = Micros(int(message.value))
+        pending = self._pending(batch, key, event, self._lane(key, message.partition))
+        state = pending.state
+        if state is None:
             return
-        state = SubjectState.from_bytes(stored)
         step = self.engine.advance(state, now)
-        await self._emit(step.events, from_timer=True)
+        batch.facts += [(fact, True) for fact in step.events]
         if self.engine.is_expired(state, now):
-            self._store(key, None, lane)
-        elif step.events:
-            self._store(key, state, lane)
-        else:
-            self._index(lane).schedule(key.decode(), state.next_due)
+            pending.state = None
 
     def _lane(self, key: bytes, partition: int) -> TP:
         """The input partition a subject's events arrive on: its topic (from the key's subject
         type prefix, see :func:`monitor.engine.state.state_key`) and ``partition``."""
-        chat = key.startswith(state_key(SubjectType.CHAT_SESSION, "").encode())
+        chat = key.startswith(_CHAT_PREFIX)
         return TP(self.settings.topic_chat if chat else self.settings.topic_tickets, partition)
 
-    def _store(self, key: bytes, state: SubjectState | None, lane: TP) -> None:
-        if state is None:
-            if key in self.table:
-                del self.table[key]
-            self.key_partition.pop(key, None)
-            self._index(lane).schedule(key.decode(), None)
-        else:
-            self.table[key] = state.to_bytes()
-            self.key_partition[key] = lane.partition
-            self._index(lane).schedule(key.decode(), state.next_due)
-        self.metrics.set_open_timers(sum(len(i) for i in self.index.values()))
-
-    async def _emit(self, facts: list[SlaEvent], *, from_timer: bool) -> None:
-        """Publishes facts and waits until the broker has them, *before* the caller stores
-        the record that produced them.
-
-        The record remembers the event (its id, for duplicates) and the fired timers, so
-        once it is stored (RocksDB writes locally at once; the changelog write may be flushed
-        before the outputs) a re-delivery after a crash is a no-op. Were the outputs still in
-        the producer's buffer then, a SIGKILL would lose them for good. In this order a crash
-        can only lose the record, and reprocessing re-emits the same facts (same fact_id).
-        """
-        pending = []
-        for fact in facts:
+    async def _publish(self, batch: Batch) -> None:
+        """Publishes the batch's facts and dead letters and waits until the broker has them
+        all, *before* any record of the batch is stored (see :mod:`monitor.live.batch`)."""
+        deliveries = []
+        for fact, _ in batch.facts:
             value = orjson.dumps(fact.to_dict(self.engine.timezone_of(fact.policy)))
             key = fact.subject_id.encode()
             for topic in self.routes[fact.kind]:
-                pending.append(await topic.send(key=key, value=value))
-        for delivery in pending:
-            await delivery
-        for fact in facts:
-            self.stats["facts"] += 1
+                deliveries.append(await topic.send(key=key, value=value))
+        for message, reason in batch.dead_letters:
+            headers = [
+                ("reason", reason.encode()),
+                ("topic", str(message.topic).encode()),
+                ("partition", str(message.partition).encode()),
+                ("offset", str(message.offset).encode()),
+            ]
+            deliveries.append(
+                await self.deadletter.send(key=message.key, value=message.value, headers=headers)
+            )
+        if deliveries:
+            await asyncio.gather(*deliveries)
+        wall = self.wall()
+        for fact, from_timer in batch.facts:
             self.metrics.observe_sla_event(fact)
             if from_timer and fact.kind is Kind.BREACH:
-                self.metrics.observe_detection_delay(
-                    (self.wall() - fact.deadline) / MICROS_PER_SECOND
-                )
+                self.metrics.observe_detection_delay((wall - fact.deadline) / MICROS_PER_SECOND)
             if self.on_fact is not None:
                 self.on_fact(fact)
+        for message, reason in batch.dead_letters:
+            self.metrics.event_invalid(message.topic, reason)
+            where = f"{message.topic}[{message.partition}]@{message.offset}"
+            log.warning("dead letter %s: %s", where, reason)
 
-    async def _dead_letter(self, message: Any, reason: str) -> None:
-        self.stats["dead_letters"] += 1
-        headers = [
-            ("reason", reason.encode()),
-            ("topic", str(message.topic).encode()),
-            ("partition", str(message.partition).encode()),
-            ("offset", str(message.offset).encode()),
-        ]
-        await self.deadletter.send(key=message.key, value=message.value, headers=headers)
-        self.metrics.event_invalid(message.topic, reason)
-        log.warning(
-            "dead letter %s[%s]@%s: %s", message.topic, message.partition, message.offset, reason
-        )
+    def _store(self, batch: Batch) -> None:
+        """Writes each record the batch changed, once, and reschedules its deadline."""
+        for key, value, pending in batch.changed():
+            self.table.write(key, value, pending.event)
+        for key, pending in batch.records.items():
+            lane = self.lanes.get(pending.lane)
+            if lane is not None:
+                due = pending.state.next_due if pending.state is not None else None
+                lane.index.schedule(key.decode(), due)
+        self.metrics.set_open_timers(sum(len(lane.index) for lane in self.lanes.values()))
 
     # -- timers: every worker, its own partitions -----------------------------------------
 
@@ -391,27 +435,29 @@ class SlaWorker:
         """Publishes a timer firing for every key whose deadline its partition's clock passed."""
         if self._busy():
             return
-        for lane in sorted(self.active):
-            caught_up = self._is_caught_up(lane)
-            if caught_up != self.caught_up.get(lane):
-                state = "caught up" if caught_up else "behind"
-                log.info("partition %s[%d]: %s", lane.topic, lane.partition, state)
-            self.caught_up[lane] = caught_up
-            now = self.clocks.now(lane, caught_up=caught_up)
-            self.metrics.set_clock_mode(lane.topic, lane.partition, self.clocks.mode(lane))
+        for tp in sorted(self.lanes):
+            lane = self.lanes.get(tp)
+            if lane is None:
+                continue  # revoked while we were sending
+            caught_up = self._is_caught_up(tp, lane)
+            if caught_up != lane.caught_up:
+                log.info(
+                    "partition %s[%d]: %s", tp.topic, tp.partition,
+                    "caught up" if caught_up else "behind",
+                )  # fmt: skip
+            lane.caught_up = caught_up
+            now = self.clocks.now(tp, caught_up=caught_up)
+            self.metrics.set_clock_mode(tp.topic, tp.partition, self.clocks.mode(tp))
             if now <= 0:
                 continue  # behind, and no event read yet: nothing proves time has moved
-            index = self.index.get(lane)
-            if index is None:
-                continue
-            for key in index.pop_due(now):
+            for key in lane.index.pop_due(now):
                 await self.timeouts.send(
-                    key=key.encode(), value=str(now).encode(), partition=lane.partition
+                    key=key.encode(), value=str(now).encode(), partition=tp.partition
                 )
             if self._busy():  # a rebalance began while we were sending: stop here
                 return
 
-    def _is_caught_up(self, tp: TP) -> bool:
+    def _is_caught_up(self, tp: TP, lane: Lane) -> bool:
         """True when the input partition has nothing left to read (lag 0), by the fetch high
         watermark (exact on Kafka and on Tansu, unlike ListOffsets there)."""
         consumer = self.app.consumer
@@ -422,9 +468,8 @@ class SlaWorker:
         if highwater is None:
             return False
         committed = getattr(consumer, "_committed_offset", {})
-        done = self.processed.get(tp)
-        if done is not None:
-            position = done + 1
+        if lane.processed is not None:
+            position = lane.processed + 1
         elif committed.get(tp) is not None:
             position = committed[tp]
         else:
@@ -440,12 +485,12 @@ class SlaWorker:
         """Sends a retention check for every finished subject past its retention."""
         if self._busy():
             return
-        for lane in sorted(self.active):
-            now = self.clocks.peek(lane)
+        for tp in sorted(self.lanes):
+            now = self.clocks.peek(tp)
             if now is None or now <= 0:
                 continue
-            for key, value, partition in self._items({lane.partition}):
-                if self._lane(key, partition) != lane:
+            for key, value, partition in self.table.items({tp.partition}):
+                if self._lane(key, partition) != tp:
                     continue
                 if self.engine.is_expired(SubjectState.from_bytes(value), now):
                     await self.timeouts.send(key=key, value=str(now).encode(), partition=partition)
@@ -460,69 +505,30 @@ class SlaWorker:
         """Stops the timers and forgets revoked partitions (their new owner rebuilds them)."""
         self.ready = False
         gone = self._input_partitions(revoked)
-        for lane in gone:
-            self.index.pop(lane, None)
-            self.active.discard(lane)
-            self.caught_up.pop(lane, None)
-            self.processed.pop(lane, None)
-            self.metrics.forget_partition(lane.partition)
+        for tp in gone:
+            self.lanes.pop(tp, None)
+            self.metrics.forget_partition(tp.partition)
         self.clocks.forget(gone)
 
     async def _on_rebalance_complete(self, sender: Any, **_: Any) -> None:
         """After recovery: rebuild the deadline index from the assigned partitions' records."""
         faust_fixes.drain_on_flush(self.app)
         assigned = self._input_partitions(self.app.consumer.assignment())
-        for lane in set(self.index) - assigned:
-            self.index.pop(lane, None)
         self.clocks.forget(self.clocks.partitions() - assigned)
-        fresh = {lane: DeadlineIndex() for lane in assigned}
-        numbers = {lane.partition for lane in assigned}
+        fresh = {tp: Lane() for tp in assigned}
+        numbers = {tp.partition for tp in assigned}
         count = 0
-        for key, value, partition in self._items(numbers):
+        for key, value, partition in self.table.items(numbers):
             due = SubjectState.from_bytes(value).next_due
-            lane = self._lane(key, partition)
-            if due is not None and lane in fresh:
-                fresh[lane].schedule(key.decode(), due)
+            lane = fresh.get(self._lane(key, partition))
+            if due is not None and lane is not None:
+                lane.index.schedule(key.decode(), due)
                 count += 1
-        self.index = fresh
-        self.active = assigned
-        self._forget_unassigned_memory_keys(numbers)
+        self.lanes = fresh
+        self.table.forget_unassigned(numbers)
         self.metrics.set_open_timers(count)
         self.ready = True
         log.info("deadline index rebuilt: %d pending over partitions %s", count, sorted(numbers))
 
-    def _items(self, partitions: set[int]) -> Iterator[tuple[bytes, bytes, int]]:
-        """``(key, record, partition)`` of the table's records on ``partitions``."""
-        store: Any = self.table.data
-        dbs = getattr(store, "_dbs", None)
-        if dbs is not None:  # RocksDB: one database per partition
-            for partition in sorted(partitions):
-                db = dbs.get(partition)
-                if db is not None:
-                    for key, value in store._visible_items(db):
-                        yield key, value, partition
-            return
-        recovered = getattr(store, "_key_partition", {})
-        for key, value in list(store.data.items()):
-            where = self.key_partition.get(key, recovered.get(key))
-            if where is not None and where in partitions and value is not None:
-                yield key, value, where
 
-    def _forget_unassigned_memory_keys(self, assigned: set[int]) -> None:
-        # The memory store keeps keys it wrote live for partitions later revoked; drop them
-        # locally (not through the table, which would write tombstones to the changelog).
-        store: Any = self.table.data
-        if getattr(store, "_dbs", None) is not None:
-            return
-        recovered = getattr(store, "_key_partition", {})
-        for key in list(store.data):
-            partition = self.key_partition.get(key, recovered.get(key))
-            if partition is not None and partition not in assigned:
-                store.data.pop(key, None)
-                self.key_partition.pop(key, None)
-
-    def _index(self, lane: TP) -> DeadlineIndex:
-        index = self.index.get(lane)
-        if index is None:
-            index = self.index[lane] = DeadlineIndex()
-        return index
+_CHAT_PREFIX = state_key(SubjectType.CHAT_SESSION, "").encode()

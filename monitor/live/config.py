@@ -73,6 +73,7 @@ class Settings:
     processing_guarantee: str = "at_least_once"  # exactly_once needs Kafka transactions
     producer_max_batch_size: int = 16384  # 1 on the embedded Tansu broker (see broker.py)
     producer_acks: int = -1  # -1 = all in-sync replicas
+    batch_max: int = 1000  # records handled, published and stored together (fewer when idle)
 
     # -- time ---------------------------------------------------------------------------
     tick_interval: float = 0.25  # how often each worker checks its deadlines (p99 detection ≤ 1 s)
@@ -101,6 +102,8 @@ class Settings:
                 f"processing_guarantee must be one of {', '.join(GUARANTEES)}, "
                 f"not {self.processing_guarantee!r}"
             )
+        if self.batch_max < 1:
+            raise ConfigError("batch_max must be at least 1")
         if self.partitions < 1 or self.replication_factor < 1:
             raise ConfigError("partitions and replication_factor must be at least 1")
         if not self.store.startswith(("rocksdb://", "memory://")):

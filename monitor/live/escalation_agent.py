@@ -115,6 +115,22 @@ class EscalationStage:
         app.agent(self.accounting, name=f"{s.app_id}.escalate", concurrency=1)(self._escalate)
         app.agent(agents, name=f"{s.app_id}.agents", concurrency=1)(self._agent_status)
 
+    async def _dead_letter(self, message: Any, reason: str) -> None:
+        """As the first stage does: the original bytes and key, the reason in a header."""
+        headers = [
+            ("reason", reason.encode()),
+            ("topic", str(message.topic).encode()),
+            ("partition", str(message.partition).encode()),
+            ("offset", str(message.offset).encode()),
+        ]
+        delivery = await self.worker.deadletter.send(
+            key=message.key, value=message.value, headers=headers
+        )
+        await delivery
+        self.worker.metrics.event_invalid(message.topic, reason)
+        where = f"{message.topic}[{message.partition}]@{message.offset}"
+        log.warning("dead letter %s: %s", where, reason)
+
     # -- stage 2a: re-key the facts by tenant ---------------------------------------------
 
     async def _rekey(self, stream: Any) -> None:
@@ -126,7 +142,7 @@ class EscalationStage:
                 log.exception(
                     "failed on %s[%s]@%s", message.topic, message.partition, message.offset
                 )
-                await self.worker._dead_letter(message, f"internal error: {exc!r}")
+                await self._dead_letter(message, f"internal error: {exc!r}")
 
     async def _forward(self, message: Any) -> None:
         raw = message.value
@@ -136,7 +152,7 @@ class EscalationStage:
             obj = orjson.loads(raw)
             kind, policy, metric, tenant = obj["kind"], obj["policy"], obj["metric"], obj["tenant"]
         except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
-            await self.worker._dead_letter(message, f"not an SLA fact: {exc!r}")
+            await self._dead_letter(message, f"not an SLA fact: {exc!r}")
             return
         wanted = (
             _WANTED["outcomes"] if message.topic == self.settings.topic_outcomes else (_RETRACTION)
@@ -147,7 +163,7 @@ class EscalationStage:
         if found is None or metric not in found[1].metrics:
             return
         if not isinstance(tenant, str) or not tenant:
-            await self.worker._dead_letter(message, f"tenant: {tenant!r} is not a tenant name")
+            await self._dead_letter(message, f"tenant: {tenant!r} is not a tenant name")
             return
         # Not awaited one by one: nothing is stored here, and Faust flushes the producer
         # before it commits the input offsets (at-least-once; repeats are de-duplicated).
@@ -171,18 +187,18 @@ class EscalationStage:
                 log.exception(
                     "failed on %s[%s]@%s", message.topic, message.partition, message.offset
                 )
-                await self.worker._dead_letter(message, f"internal error: {exc!r}")
+                await self._dead_letter(message, f"internal error: {exc!r}")
 
     async def _apply(self, message: Any) -> None:
         try:
             fact = fact_from_dict(orjson.loads(message.value))
         except (InvalidFact, orjson.JSONDecodeError, TypeError) as exc:
-            await self.worker._dead_letter(message, f"not an SLA fact: {exc}")
+            await self._dead_letter(message, f"not an SLA fact: {exc}")
             return
         key = fact.tenant.encode()
         if message.key != key:
             # Only _rekey writes here; another writer would split a tenant across partitions.
-            await self.worker._dead_letter(
+            await self._dead_letter(
                 message, f"message key {message.key!r} is not the fact's tenant {fact.tenant!r}"
             )
             return
@@ -216,20 +232,20 @@ class EscalationStage:
                 log.exception(
                     "failed on %s[%s]@%s", message.topic, message.partition, message.offset
                 )
-                await self.worker._dead_letter(message, f"internal error: {exc!r}")
+                await self._dead_letter(message, f"internal error: {exc!r}")
 
     async def _check_status(self, message: Any) -> None:
         raw = message.value
         if raw is None:
-            await self.worker._dead_letter(message, "empty message value (a tombstone?)")
+            await self._dead_letter(message, "empty message value (a tombstone?)")
             return
         try:
             status = parse_agent_status(raw)
         except InvalidEvent as exc:
-            await self.worker._dead_letter(message, str(exc))
+            await self._dead_letter(message, str(exc))
             return
         if message.key != status.agent_id.encode():
-            await self.worker._dead_letter(
+            await self._dead_letter(
                 message,
                 f"message key {message.key!r} is not the agent id {status.agent_id!r} "
                 "(an agent's events must share one partition, in order)",

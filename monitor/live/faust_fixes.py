@@ -1,4 +1,4 @@
-"""Five fixes to faust-streaming 0.15.3 that at-least-once delivery depends on.
+"""Six fixes to faust-streaming 0.15.3 that at-least-once and exactly-once delivery depend on.
 
 All were found by the recovery tests (``tests/live/test_recovery.py``: SIGKILL a worker
 mid-stream, restart it, compare with replay; ``tests/live/test_kafka.py``: SIGKILL the broker)
@@ -43,6 +43,14 @@ and each loses input for good, so the worker applies them to its own app
    asked for offset 2; that session's breach never came. The fix seeks such partitions to
    their beginning, which is what ``auto_offset_reset="earliest"`` promises for a group that
    has committed nothing.
+6. **Exactly-once commits in the middle of an event** (:func:`commit_between_batches`). With
+   ``processing_guarantee="exactly_once"`` Faust commits a partition's transaction (its outputs
+   *and* its input offsets) from a timer, while the agent may be half-way through an event:
+   the event's outputs already sent into the transaction, its offset not yet acknowledged.
+   The transaction then commits outputs of an event it does not mark as read; after a crash
+   the event is read again and its facts are committed twice. Seen on Kafka 4.1.1: with three
+   SIGKILLs of the worker, two ``met`` facts twice on a ``read_committed`` consumer. The fix
+   makes the commit wait for the batch in hand, so a transaction holds whole batches only.
 """
 
 from __future__ import annotations
@@ -182,3 +190,19 @@ def drain_on_flush(app: Any) -> None:
 
     buffer.flush = flush
     buffer._sla_drains = True
+
+
+def commit_between_batches(app: Any, lock: asyncio.Lock) -> None:
+    """Makes this app's commits wait for ``lock``, which the worker holds while it handles a
+    batch (see the module doc): with transactions, a commit then covers whole batches."""
+    consumer = app.consumer
+    if getattr(consumer, "_sla_commits_between_batches", False):
+        return
+    commit = consumer.commit
+
+    async def commit_whole_batches(*args: Any, **kwargs: Any) -> Any:
+        async with lock:
+            return await commit(*args, **kwargs)
+
+    consumer.commit = commit_whole_batches
+    consumer._sla_commits_between_batches = True

@@ -26,8 +26,19 @@ from monitor.calendar import WorkingTime, make_day_calendar
 from monitor.errors import ConfigError, PolicyError
 from monitor.events import SubjectType, TicketStatus
 from monitor.policy.durations import parse_duration
-from monitor.policy.model import ClockKind, MetricPolicy, Policy, PolicySet, Selector, TargetRule
-from monitor.sla_event import Metric, Penalty, Period
+from monitor.policy.model import (
+    AppealPolicy,
+    ClockKind,
+    EscalationPolicy,
+    EscalationTier,
+    KpiPolicy,
+    MetricPolicy,
+    Policy,
+    PolicySet,
+    Selector,
+    TargetRule,
+)
+from monitor.sla_event import AnyMetric, EscalationMetric, Metric, Penalty, Period
 from monitor.timeutil import MICROS_PER_SECOND, Micros
 
 SCHEMA_PATH = schemas_dir() / "policy.schema.json"
@@ -131,7 +142,7 @@ class _PolicyBuilder:
             raise self.fail("timezone", f"unknown time zone {doc['timezone']!r}") from None
         working_time = self._working_time(tz)
         default_warnings = tuple(sorted(doc.get("warnings", [0.8])))
-        metrics: dict[Metric, MetricPolicy] = {}
+        metrics: dict[AnyMetric, MetricPolicy] = {}
         for name, spec in doc["metrics"].items():
             if not spec.get("enabled", True):
                 continue
@@ -145,6 +156,14 @@ class _PolicyBuilder:
             retention = parse_duration(doc.get("retention", "7d"))
         except ValueError as exc:
             raise self.fail("retention", str(exc)) from None
+        escalation = appeal = None
+        if ("escalation" in doc or "appeal" in doc) and applies_to is not SubjectType.TICKET:
+            which = "escalation" if "escalation" in doc else "appeal"
+            raise self.fail(which, "tier escalation and appeals apply to tickets only")
+        if "escalation" in doc:
+            escalation, metrics[EscalationMetric.TIER_ESCALATION] = self._escalation(working_time)
+        if "appeal" in doc:
+            appeal = self._appeal(working_time)
         return Policy(
             name=doc["policy"],
             source=self.source,
@@ -154,7 +173,84 @@ class _PolicyBuilder:
             working_time=working_time,
             metrics=metrics,
             retention=retention,
+            escalation=escalation,
+            appeal=appeal,
+            kpis=self._kpis(),
             accounting=parse_accounting(doc.get("accounting"), self.fail),
+        )
+
+    def _duration(self, where: str, text: str, clock: ClockKind, wt: WorkingTime) -> int:
+        day = (
+            Micros(wt.working_seconds_per_day * MICROS_PER_SECOND)
+            if clock is ClockKind.WORKING
+            else None
+        )
+        try:
+            return parse_duration(text, day)
+        except ValueError as exc:
+            raise self.fail(where, str(exc)) from None
+
+    def _escalation(self, wt: WorkingTime) -> tuple[EscalationPolicy, MetricPolicy]:
+        """003 3.4. The tiers also enter ``metrics`` as a :class:`MetricPolicy` without
+        warnings, so the engine pauses, stores and retracts their clocks like any other; its
+        single rule is the first tier (the engine reads the others from the tiers)."""
+        spec = self.doc["escalation"]
+        clock = ClockKind(spec.get("clock", "working"))
+        clause = spec.get("clause", "")
+        tiers: list[EscalationTier] = []
+        for i, raw in enumerate(spec["tiers"]):
+            after = self._duration(f"escalation.tiers[{i}].after", raw["after"], clock, wt)
+            if tiers and after <= tiers[-1].after:
+                raise self.fail(
+                    f"escalation.tiers[{i}].after",
+                    f"{raw['after']} is not after the previous tier's; list tiers in order",
+                )
+            if any(t.tier == raw["tier"] for t in tiers):
+                raise self.fail(f"escalation.tiers[{i}].tier", f"{raw['tier']!r} is listed twice")
+            tiers.append(EscalationTier(raw["tier"], Micros(after)))
+        first = TargetRule(Selector(), tiers[0].after, clock, clause)
+        metric = MetricPolicy(
+            metric=EscalationMetric.TIER_ESCALATION,
+            rules=(first,),
+            warnings=(),
+            pause_when=frozenset(TicketStatus(s) for s in spec.get("pause_when", [])),
+        )
+        return EscalationPolicy(tuple(tiers), clock, clause), metric
+
+    def _appeal(self, wt: WorkingTime) -> AppealPolicy:
+        spec = self.doc["appeal"]
+        clock = ClockKind(spec.get("clock", "wall"))
+        within = self._duration("appeal.within", spec["within"], clock, wt)
+        # An appeal reaches the ticket's record: a record forgotten before the window ends
+        # would turn every late-but-valid appeal into "no ticket.created was seen".
+        retention = parse_duration(self.doc.get("retention", "7d"))
+        if clock is ClockKind.WALL and retention < within:
+            raise self.fail(
+                "retention",
+                f"{self.doc.get('retention', '7d')} is shorter than the appeal window "
+                f"{spec['within']}; keep finished tickets at least as long",
+            )
+        return AppealPolicy(
+            Micros(within), clock, spec.get("clause", ""), spec.get("reopens", True)
+        )
+
+    def _kpis(self) -> KpiPolicy:
+        spec = self.doc.get("kpis", {})
+        avail = spec.get("availability", {})
+        fcr = spec.get("first_contact_resolution", {})
+        csat = spec.get("csat", {})
+        channels = avail.get("channels")
+        return KpiPolicy(
+            availability=avail.get("objective"),
+            availability_channels=frozenset(channels) if channels else None,
+            availability_clause=avail.get("clause", ""),
+            service_time=avail.get("service_time", "working"),
+            first_contact_resolution=fcr.get("target"),
+            fcr_clause=fcr.get("clause", ""),
+            csat_mean=csat.get("mean"),
+            csat_good_share=csat.get("good_share"),
+            csat_period=csat.get("period", "month"),
+            csat_clause=csat.get("clause", ""),
         )
 
     def _working_time(self, tz: ZoneInfo) -> WorkingTime:
@@ -178,6 +274,7 @@ class _PolicyBuilder:
                 subdivision=cal.get("subdivision"),
                 overrides_path=overrides_path,
                 strict=cal.get("unknown_dates", "error") == "error",
+                working_days=cal.get("working_days", "statutory"),
             )
             return WorkingTime(days, tz, intervals)
         except ConfigError as exc:

@@ -17,7 +17,7 @@ from monitor.accounting.rules import AccountingRules
 from monitor.calendar import WorkingTime
 from monitor.errors import RejectedEvent
 from monitor.events import SubjectType, TicketStatus
-from monitor.sla_event import Metric, Penalty, Period
+from monitor.sla_event import AnyMetric, Penalty, Period
 from monitor.timeutil import Micros
 
 
@@ -52,7 +52,7 @@ class TargetRule:
 
 @dataclass(frozen=True, slots=True)
 class MetricPolicy:
-    metric: Metric
+    metric: AnyMetric
     rules: tuple[TargetRule, ...]
     warnings: tuple[float, ...]  # ascending shares of the target
     penalty: Penalty | None = None
@@ -69,6 +69,53 @@ class MetricPolicy:
 
 
 @dataclass(frozen=True, slots=True)
+class EscalationTier:
+    """One step of 003 3.4's escalation path: unsolved after ``after``, go to ``tier``."""
+
+    tier: str  # e.g. technical_support, customer_care_manager, management
+    after: Micros  # of the escalation clock's kind, from the ticket's clock start
+
+
+@dataclass(frozen=True, slots=True)
+class EscalationPolicy:
+    """003 3.4: a ticket not solved within N working days escalates, tier by tier."""
+
+    tiers: tuple[EscalationTier, ...]  # ascending ``after``
+    clock: ClockKind
+    clause: str
+
+
+@dataclass(frozen=True, slots=True)
+class AppealPolicy:
+    """003 5.1: a customer may appeal a result within ``within`` of receiving it."""
+
+    within: Micros
+    clock: ClockKind
+    clause: str
+    reopens: bool  # an appeal in time starts a new resolution target (the review)
+
+
+@dataclass(frozen=True, slots=True)
+class KpiPolicy:
+    """Monthly service-quality objectives (004 3.3-3.5, 001 3.2-3.3); None: not contracted.
+
+    The monitor measures these whatever the policy says (:mod:`monitor.kpi`); the targets
+    here are what a report and the alert rules compare the measurements against.
+    """
+
+    availability: float | None = None  # 004 3.3: share of service time each channel is up
+    availability_channels: frozenset[str] | None = None  # None: every channel
+    availability_clause: str = ""
+    service_time: str = "working"  # "working": the policy's working time; "always": 7x24
+    first_contact_resolution: float | None = None  # 004 3.4: share of solved tickets
+    fcr_clause: str = ""
+    csat_mean: float | None = None  # 004 3.5: mean score on the 1-5 scale
+    csat_good_share: float | None = None  # 004 3.5: share of 4 and 5 ratings
+    csat_period: str = "month"  # or "quarter"
+    csat_clause: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Policy:
     name: str
     source: str  # the file it was loaded from, for messages
@@ -76,9 +123,12 @@ class Policy:
     tenants: frozenset[str]
     timezone: ZoneInfo
     working_time: WorkingTime
-    metrics: dict[Metric, MetricPolicy]
+    metrics: dict[AnyMetric, MetricPolicy]
     retention: Micros
     accounting: AccountingRules | None = None  # 002 3.3 / 6.2 (monitor.accounting.rules)
+    escalation: EscalationPolicy | None = None  # 003 3.4 (also in metrics, see the loader)
+    appeal: AppealPolicy | None = None  # 003 5.1
+    kpis: KpiPolicy = field(default_factory=KpiPolicy)
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,6 +27,7 @@ from monitor.live.broker import Broker, stop_process
 from monitor.live.config import Settings
 from monitor.live.topics import ensure_topics
 from monitor.sla_event import Kind
+from monitor.traffic import generate
 
 POLICIES = str(Path(__file__).parent / "policies")
 ROOT = Path(__file__).resolve().parents[2]
@@ -160,6 +161,14 @@ async def produce(
         await asyncio.gather(*futures)
     finally:
         await producer.stop()
+
+
+DAY = datetime(2026, 10, 8, 18, 0, tzinfo=BEIJING)
+
+
+def generated_day(seed: int) -> list[dict[str, Any]]:
+    """A day of chats and tickets in the past (a backlog, judged on event time)."""
+    return generate(DAY, 24.0, seed, chats_per_hour=40.0, tickets_per_hour=12.0)
 
 
 def chat(setup: LiveSetup, event: dict[str, Any]) -> tuple[str, bytes, bytes]:

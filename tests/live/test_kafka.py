@@ -17,6 +17,7 @@ session's ``kafka`` fixture.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 import subprocess
 import time
@@ -29,9 +30,11 @@ import orjson
 import pytest
 
 from monitor.engine import SlaEngine
+from monitor.live.config import Settings
 from monitor.live.kafka import KafkaBroker, ScramUser
 from monitor.policy import load_policy_set
 from monitor.replay import final_kinds, replay_events
+from monitor.sla_event import Kind
 from monitor.validation import event_from_dict
 from tests.live.harness import (
     POLICIES,
@@ -41,9 +44,11 @@ from tests.live.harness import (
     chat,
     ev,
     final_kinds_from_topics,
+    generated_day,
     iso,
     opened,
     produce,
+    record_for,
     session_id,
 )
 
@@ -232,3 +237,80 @@ async def test_broker_restart_loses_nothing(tmp_path: Path, how: str) -> None:
         if worker is not None:
             worker.stop()
         broker.stop()
+
+
+# -- exactly-once -----------------------------------------------------------------------------
+
+
+def replay_facts_by_topic(events: list[dict[str, Any]], s: Settings) -> dict[str, set[str]]:
+    """Replay's ``fact_id``s, per output topic, routed as the worker routes them."""
+    engine = SlaEngine(load_policy_set(None))
+    facts = replay_events(engine, [event_from_dict(e) for e in events], time.time_ns() // 1000)
+    routes = {
+        Kind.WARNING: (s.topic_warnings,),
+        Kind.BREACH: (s.topic_breaches, s.topic_outcomes),
+        Kind.RETRACTION: (s.topic_breaches,),
+        Kind.MET: (s.topic_outcomes,),
+    }
+    out: dict[str, set[str]] = {
+        t: set() for t in (s.topic_warnings, s.topic_breaches, s.topic_outcomes)
+    }
+    for fact in facts:
+        for topic in routes[fact.kind]:
+            out[topic].add(fact.fact_id)
+    return out
+
+
+async def test_exactly_once_across_worker_kills(kafka: KafkaBroker, tmp_path: Path) -> None:
+    setup = LiveSetup(
+        kafka, tmp_path, policies=None, overrides={"processing_guarantee": "exactly_once"}
+    )
+    s = setup.settings
+    await setup.create_topics()
+    events = generated_day(seed=41)
+    expected = replay_facts_by_topic(events, s)
+    total = sum(len(ids) for ids in expected.values())
+    assert total > 300  # plenty to lose or repeat
+    await produce(s, [record_for(setup, e) for e in events])
+    topics = list(expected)
+    worker = setup.worker()
+    kills = 0
+    try:
+        async with TopicReader(s, topics, read_committed=True) as reader:
+
+            def seen() -> int:
+                return len({f["fact_id"] for t in topics for f in reader.facts(t)})
+
+            # SIGKILL the worker three times while it drains the day, at growing progress.
+            for share in (0.15, 0.4, 0.7):
+                worker.start()
+                await worker.wait_ready(timeout=60)
+                await reader.wait_for(
+                    lambda r, share=share: seen() >= share * total,
+                    timeout=90,
+                    what=f"{share:.0%} of replay's facts (after {kills} kills)",
+                )
+                worker.kill()
+                kills += 1
+            worker.start()
+            await worker.wait_ready(timeout=60)
+            with contextlib.suppress(AssertionError):  # the report below says what is missing
+                await reader.wait_for(lambda r: seen() >= total, timeout=120, what="every fact")
+            await asyncio.sleep(3 * s.commit_interval + 1)  # a repeat would be committed by now
+            await reader.poll()
+        report = []
+        for topic, ids in expected.items():
+            counts = Counter(f["fact_id"] for f in reader.facts(topic))
+            missing = ids - set(counts)
+            repeated = {k: n for k, n in counts.items() if n > 1}
+            extra = set(counts) - ids
+            if missing or repeated or extra:
+                report.append(
+                    f"{topic}: {len(missing)} missing, {len(repeated)} repeated "
+                    f"{list(repeated.items())[:3]}, {len(extra)} not in replay"
+                )
+        assert kills == 3
+        assert not report, "\n".join(report)
+        assert "never reached the worker" not in worker.log_path.read_text()
+    finally:
+        worker.stop()

@@ -18,7 +18,6 @@ import asyncio
 import re
 import time
 from collections import Counter
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -28,24 +27,18 @@ from monitor.engine import SlaEngine
 from monitor.policy import load_policy_set
 from monitor.replay import final_kinds, replay_events
 from monitor.sla_event import Kind
-from monitor.traffic import generate
 from monitor.validation import event_from_dict
 from tests.live.harness import (
     LiveSetup,
     TopicReader,
     WorkerProcess,
     final_kinds_from_topics,
+    generated_day,
     produce,
     record_for,
 )
 
 pytestmark = pytest.mark.broker
-
-DAY = datetime(2026, 10, 8, 18, 0, tzinfo=timezone(timedelta(hours=8)))
-
-
-def generated_day(seed: int) -> list[dict[str, Any]]:
-    return generate(DAY, 24.0, seed, chats_per_hour=40.0, tickets_per_hour=12.0)
 
 
 def expected(events: list[dict[str, Any]]) -> dict[str, Kind]:
