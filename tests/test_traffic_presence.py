@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from monitor import traffic
+from monitor import schemas, traffic
 from monitor.validation import agent_status_from_dict, parse_agent_status
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -103,3 +103,23 @@ def test_a_month_still_in_progress_counts_presence_only_as_far_as_the_data(
     # lunch; counted to the month's end, it would be hundreds of hours.
     assert 12 <= hours["wechat"] <= 30, hours
     assert any("the sources end at 2026-10-12T1" in note for note in tenant["notes"]), tenant
+
+
+def test_a_december_report_is_made_before_next_years_calendar_is_known(tmp_path: Path) -> None:
+    """``make demo`` in December, then a report of December: its due date falls in January,
+    which chinese-calendar does not know until the State Council publishes the holidays. The
+    report is made anyway (the month's own figures need only this year), the due date left
+    open with the reason; every format renders."""
+    events = tmp_path / "events.jsonl"
+    start = datetime(2026, 12, 14, 9, tzinfo=traffic.BEIJING)  # a Monday
+    traffic.write_jsonl(traffic.generate(start, 6, 5, presence=True), events)
+    facts = tmp_path / "facts.jsonl"
+    facts.write_bytes(_cli("replay", "--escalations", str(events)))
+    report = orjson.loads(_cli("report", "--month", "2026-12", "--format", "json", str(facts)))
+    assert report["due_date"] is None
+    schemas.validator("report.schema.json").validate(report)
+    assert any("2027" in note and "override" in note for note in report["notes"]), report["notes"]
+    assert {t["tenant"] for t in report["tenants"]} == {"acme", "globex"}
+    html = _cli("report", "--month", "2026-12", "--format", "html", str(facts)).decode()
+    assert "2027" in html
+    assert b"due unknown" in _cli("report", "--month", "2026-12", "--format", "csv", str(facts))

@@ -14,7 +14,7 @@ from monitor.accounting.tables import tables
 def render_csv(report: Report, lang: str) -> bytes:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow([f"# month {report.month}", f"due {report.due_date}"])
+    writer.writerow([f"# month {report.month}", f"due {report.due_date or 'unknown'}"])
     for name, rows in tables(report, labeler(lang)):
         writer.writerow([f"# {name}"])
         writer.writerows(["" if c is None else c for c in row] for row in rows)

@@ -33,7 +33,7 @@ th{background:#edf2f7} td.l,th.l{text-align:left} tr.sub td{color:#4a5568}
 </style></head>
 <body>
 <h1>{{ L.title }} — {{ r.month }}</h1>
-<div class="meta">{{ L.due }}: <b id="due-date">{{ r.due_date }}</b>
+<div class="meta">{{ L.due }}: <b id="due-date">{{ r.due_date or "—" }}</b>
  ({{ L.due_note.format(n=r.due_working_days, clause=r.due_clause) }})</div>
 {% for n in r.notes %}<p class="note">{{ n }}</p>{% endfor %}
 {% for t in tenants %}

@@ -30,7 +30,7 @@ from monitor.accounting.escalation import Escalation, add_working_days
 from monitor.accounting.ledger import Ledger, build_ledger
 from monitor.accounting.presence import build_presence
 from monitor.accounting.rules import AccountingRules
-from monitor.errors import SlaMonitorError
+from monitor.errors import CalendarError, SlaMonitorError
 from monitor.events import AgentStatus, SubjectType
 from monitor.policy import Policy, PolicySet
 from monitor.sla_event import Kind, SlaEvent
@@ -164,7 +164,7 @@ class TenantReport:
 @dataclass
 class Report:
     month: str
-    due_date: str
+    due_date: str | None  # None: the calendar does not know the days after the month yet
     due_clause: str
     due_working_days: int
     compliance_target: float
@@ -268,15 +268,13 @@ def build_report(
     if tenant is not None:
         tenants = [tenant]
     reports: list[TenantReport] = []
-    due: date | None = None
+    due: date | str | None = None  # str: why the calendar cannot date it
     rules = DEFAULT_RULES
     for name in tenants:
         policy = _tenant_policy(policies, name)
         rules = policy.accounting or DEFAULT_RULES
         if due is None:
-            due = add_working_days(
-                month.last, rules.report_due_working_days, policy.working_time.days
-            )
+            due = _due_date(month, rules, policy)
         t = _tenant_report(
             name,
             policy,
@@ -294,12 +292,13 @@ def build_report(
             t.notes.append(f"no SLA facts, agent statuses or escalations for {name} in {month}")
         reports.append(t)
     if due is None:  # no tenant at all: the default policy's calendar still dates the report
-        policy = _tenant_policy(policies, "*")
-        due = add_working_days(month.last, rules.report_due_working_days, policy.working_time.days)
+        due = _due_date(month, rules, _tenant_policy(policies, "*"))
     notes = [] if reports else [f"the sources hold no SLA facts for {month}"]
+    if isinstance(due, str):
+        notes.append(due)
     return Report(
         str(month),
-        due.isoformat(),
+        due.isoformat() if isinstance(due, date) else None,
         rules.report_clause,
         rules.report_due_working_days,
         0.95,
@@ -307,6 +306,16 @@ def build_report(
         inputs.sources,
         notes,
     )
+
+
+def _due_date(month: Month, rules: AccountingRules, policy: Policy) -> date | str:
+    """The 3.3 due date, or why the business calendar cannot tell it yet: December's report
+    falls due in January, before the library knows next year's holidays. The figures of the
+    month itself do not depend on it, so the report is still made (with the reason)."""
+    try:
+        return add_working_days(month.last, rules.report_due_working_days, policy.working_time.days)
+    except CalendarError as exc:
+        return f"the due date is not known: {exc}"
 
 
 def _verdicts(
