@@ -21,6 +21,7 @@ Metric names (Prometheus conventions: base units, ``_total`` for counters)::
     sla_input_invalid_total{topic,reason}                          dead-lettered input
     sla_open_timers                                                gauge
     sla_detection_delay_seconds                                    histogram, deadline→detection
+    sla_batch_records                                              histogram, records per batch
     sla_partition_lag_messages{topic,partition}                    gauge
     sla_clock_mode{partition,mode="wall|event"}                    gauge, 1 for the active mode
 
@@ -83,6 +84,9 @@ RESPONSE_BUCKETS: tuple[float, ...] = (
 # Detection delay (deadline → breach emitted). The target is p99 ≤ 1 s, so the buckets are
 # fine under 1 s for histogram_quantile to resolve it and coarse above, where only "how bad"
 # matters.
+# Batch sizes of the worker: one record when idle, up to the batch_max setting (1000) on a backlog.
+BATCH_BUCKETS: tuple[float, ...] = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000)
+
 DETECTION_BUCKETS: tuple[float, ...] = (
     0.005,
     0.01,
@@ -276,6 +280,12 @@ class SlaMetrics:
             buckets=DETECTION_BUCKETS,
             registry=reg,
         )
+        self.batch_records = Histogram(
+            "sla_batch_records",
+            "Input records and timer firings the worker handled together in one batch.",
+            buckets=BATCH_BUCKETS,
+            registry=reg,
+        )
         self.partition_lag = Gauge(
             "sla_partition_lag_messages",
             "Consumer lag of an assigned input partition, in messages.",
@@ -379,6 +389,10 @@ class SlaMetrics:
         self.input_skipped.labels(topic=topic).inc(count)
 
     # -- worker state (the worker's timer loop and consumer call these) ----------------------
+
+    def observe_batch(self, records: int) -> None:
+        """Records the size of one batch of the worker (see monitor.live.batch)."""
+        self.batch_records.observe(records)
 
     def set_open_timers(self, n: int) -> None:
         """Sets the number of pending deadlines (the worker's deadline index length)."""

@@ -85,8 +85,8 @@ def create_app(
     # --- issue 8 (contract accounting): the 002 6.2 escalation stage and the agents input ---
     from monitor.live.escalation_agent import register_escalation_stage  # noqa: PLC0415
 
-    worker.app.escalation_stage = stage = register_escalation_stage(worker)
-    worker.routes[Kind.ESCALATION] = (stage.escalations,)  # 003 3.4 tiers: sla.escalations
+    worker.app.escalation_stage = register_escalation_stage(worker)
+    worker.routes[Kind.ESCALATION] = (settings.topic_escalations,)  # 003 3.4 tiers
     # --- end issue 8 ---
     return worker.app
 
@@ -113,6 +113,7 @@ def faust_settings(settings: Settings) -> dict[str, Any]:
         "broker_commit_interval": settings.commit_interval,
         "producer_max_batch_size": settings.producer_max_batch_size,
         "producer_acks": settings.producer_acks,
+        "producer_linger": settings.producer_linger,
         "web_enabled": False,  # metrics are served by prometheus_client on metrics_port
         "autodiscover": False,
     }
@@ -177,8 +178,11 @@ class SlaWorker:
         self.clocks: PartitionClocks[TP] = PartitionClocks(seconds(settings.event_time_grace), wall)
         self.lanes: dict[TP, Lane] = {}
         self.ready = False  # false from a revocation until the next rebalance completes
-        # Held while a batch is handled; with exactly_once, commits wait for it (see
-        # faust_fixes.commit_between_batches).
+        # Records that handled batches changed, as bytes (None: deleted), until their batch
+        # is completed and they are in the table: the next batch reads them from here.
+        self.overlay: dict[bytes, bytes | None] = {}
+        # Held from handling a batch to completing it when batches are not pipelined
+        # (exactly_once); commits then wait for it (faust_fixes.commit_between_batches).
         self.batch_lock = asyncio.Lock()
 
         app: Any = faust.App(settings.app_id, **faust_settings(settings))
@@ -205,18 +209,16 @@ class SlaWorker:
             partitions=n,
         )
         self.timeouts = _raw_topic(app, settings.topic_timeouts, n)
-        self.breaches = _raw_topic(app, settings.topic_breaches)
-        self.warnings = _raw_topic(app, settings.topic_warnings)
-        self.outcomes = _raw_topic(app, settings.topic_outcomes)
-        self.deadletter = _raw_topic(app, settings.topic_deadletter)
-        self.routes: dict[Kind, tuple[Any, ...]] = {
-            Kind.WARNING: (self.warnings,),
-            Kind.BREACH: (self.breaches, self.outcomes),
-            Kind.RETRACTION: (self.breaches,),
-            Kind.MET: (self.outcomes,),
+        self.deadletter = _raw_topic(app, settings.topic_deadletter)  # also the escalation stage's
+        breaches, outcomes = settings.topic_breaches, settings.topic_outcomes
+        self.routes: dict[Kind, tuple[str, ...]] = {
+            Kind.WARNING: (settings.topic_warnings,),
+            Kind.BREACH: (breaches, outcomes),
+            Kind.RETRACTION: (breaches,),
+            Kind.MET: (outcomes,),
             # issue 9 (003 3.4): tier escalations; create_app routes them to issue 8's
             # sla.escalations (the escalation stage's topic).
-            Kind.ESCALATION: (self.breaches,),
+            Kind.ESCALATION: (breaches,),
         }
         self.subject_topic = {
             SubjectType.CHAT_SESSION: settings.topic_chat,
@@ -239,50 +241,105 @@ class SlaWorker:
 
     async def _process(self, stream: Any) -> None:
         """Gathers the records Faust has already fetched into a batch (up to ``batch_max``;
-        fewer as soon as none is waiting, so an idle worker adds no delay) and acknowledges
-        them only once :meth:`process_batch` has published and stored their effects."""
+        fewer as soon as none is waiting, so an idle worker adds no delay), handles it, and
+        hands it to :meth:`_complete_in_order`, which publishes and stores its effects and only
+        then acknowledges its records (see :mod:`monitor.live.batch`). Up to
+        ``batches_in_flight`` batches wait for their deliveries while the next is handled;
+        with ``exactly_once`` each batch is completed before the next starts (a transaction
+        must hold whole batches)."""
         stream.enable_acks = False
         waiting = stream.channel.queue
         limit = self.settings.batch_max
-        batch: list[Any] = []
-        async for event in stream.events():
-            batch.append(event)
-            if len(batch) >= limit or waiting.empty():
-                await self.process_batch(batch)
-                for done in batch:
-                    await stream.ack(done)
-                batch = []
+        pipelined = self.settings.processing_guarantee != "exactly_once"
+        queue: asyncio.Queue[Batch | None] = asyncio.Queue(self.settings.batches_in_flight)
+        completer = asyncio.ensure_future(self._complete_in_order(queue, stream))
+        events: list[Any] = []
+        try:
+            async for event in stream.events():
+                events.append(event)
+                if len(events) < limit and not waiting.empty():
+                    continue
+                if completer.done():  # it failed: surface its error, do not pile up batches
+                    completer.result()
+                if pipelined:
+                    await queue.put(await self.handle_batch(events))
+                else:
+                    async with self.batch_lock:
+                        await self._complete(await self.handle_batch(events), stream)
+                events = []
+        finally:
+            await queue.put(None)
+            await completer
+
+    async def _complete_in_order(self, queue: asyncio.Queue[Batch | None], stream: Any) -> None:
+        """Completes handled batches in the order they were handled, until ``None``."""
+        while (batch := await queue.get()) is not None:
+            await self._complete(batch, stream)
 
     async def process_batch(self, events: Sequence[Any]) -> Batch:
         """Handles Faust ``events`` (input records and timer firings, in partition order) as one
-        batch: every record in memory, then the facts and dead letters published and awaited,
-        then each changed subject record stored once (see :mod:`monitor.live.batch`).
+        batch and completes it: every record handled in memory, then the facts and dead letters
+        published and awaited, then each changed subject record stored once.
 
-        Caller: the agent (:meth:`_process`); tests drive it directly on a ``memory://`` app.
+        Caller: tests, on a ``memory://`` app (the agent pipelines the same two steps).
         Affects: the table, the output topics, the lanes' deadline indexes, the metrics.
         """
         async with self.batch_lock:
-            batch = Batch()
-            timeouts_topic = self.settings.topic_timeouts
-            for event in events:
-                message = event.message
-                timer = message.topic == timeouts_topic
-                try:
-                    if timer:
-                        self._on_timeout(batch, event)
-                    else:
-                        self._on_input(batch, event)
-                except Exception as exc:  # a bug must not stop the partition: log, dead-letter
-                    log.exception(
-                        "failed on %s[%s]@%s", message.topic, message.partition, message.offset
-                    )
-                    if not timer:
-                        batch.dead_letters.append((message, f"internal error: {exc!r}"))
-                if not timer:
-                    self._advance(TP(message.topic, message.partition), message.offset)
-            await self._publish(batch)
-            self._store(batch)
+            batch = await self.handle_batch(events)
+            await self._complete(batch, None)
             return batch
+
+    async def handle_batch(self, events: Sequence[Any]) -> Batch:
+        """Step 1 of a batch: handles every record in memory (reading records that earlier
+        batches changed but have not stored yet from the overlay), sends the facts and dead
+        letters without waiting for them, and moves the changed records into the overlay.
+
+        Caller: the agent and :meth:`process_batch`. Affects: the overlay, the lanes' deadline
+        indexes and hole detector; outputs are in the producer, not yet acknowledged.
+        """
+        self.metrics.observe_batch(len(events))
+        batch = Batch(events=list(events))
+        timeouts_topic = self.settings.topic_timeouts
+        for event in events:
+            message = event.message
+            timer = message.topic == timeouts_topic
+            try:
+                if timer:
+                    self._on_timeout(batch, event)
+                else:
+                    self._on_input(batch, event)
+            except Exception as exc:  # a bug must not stop the partition: log, dead-letter
+                log.exception(
+                    "failed on %s[%s]@%s", message.topic, message.partition, message.offset
+                )
+                if not timer:
+                    batch.dead_letters.append((message, f"internal error: {exc!r}"))
+            if not timer:
+                self._advance(TP(message.topic, message.partition), message.offset)
+        await self._send(batch)
+        for key, value, pending in batch.changed():
+            batch.writes.append((key, value, pending.event))
+            self.overlay[key] = value
+            lane = self.lanes.get(pending.lane)
+            if lane is not None:
+                due = pending.state.next_due if pending.state is not None else None
+                lane.index.schedule(key.decode(), due)
+        return batch
+
+    async def _complete(self, batch: Batch, stream: Any) -> None:
+        """Step 2 of a batch: waits until the broker has every output, *then* stores the
+        batch's records, then acknowledges its records to Faust (eligible for commit)."""
+        if batch.deliveries:
+            await asyncio.gather(*batch.deliveries)
+        self._observe(batch)
+        for key, value, event in batch.writes:
+            self.table.write(key, value, event)
+            if self.overlay.get(key, _ABSENT) is value:  # no later batch changed it since
+                del self.overlay[key]
+        self.metrics.set_open_timers(sum(len(lane.index) for lane in self.lanes.values()))
+        if stream is not None:
+            for event in batch.events:
+                await stream.ack(event)
 
     def _advance(self, tp: TP, offset: int) -> None:
         """Records ``offset`` as handled, and reports a hole since the previous record: input
@@ -305,7 +362,9 @@ class SlaWorker:
         """The batch's copy of ``key``'s record, read from the table the first time."""
         pending = batch.records.get(key)
         if pending is None:
-            stored = self.table.get(key, event)
+            stored = self.overlay.get(key, _ABSENT)
+            if stored is _ABSENT:
+                stored = self.table.get(key, event)
             state = SubjectState.from_bytes(stored) if stored is not None else None
             pending = batch.records[key] = Pending(stored, state, event, lane)
         else:
@@ -381,15 +440,21 @@ class SlaWorker:
         chat = key.startswith(_CHAT_PREFIX)
         return TP(self.settings.topic_chat if chat else self.settings.topic_tickets, partition)
 
-    async def _publish(self, batch: Batch) -> None:
-        """Publishes the batch's facts and dead letters and waits until the broker has them
-        all, *before* any record of the batch is stored (see :mod:`monitor.live.batch`)."""
-        deliveries = []
+    async def _send(self, batch: Batch) -> None:
+        """Hands the batch's facts and dead letters to the producer (no wait for delivery).
+
+        Straight to Faust's producer (the transaction manager with ``exactly_once``), not
+        through ``Topic.send``: its channel, sensor and callback layers cost as much as the
+        send itself (py-spy, BENCHMARKS.md), and nothing here needs them.
+        """
+        producer = await self.app.maybe_start_producer()
+        send = producer.send
+        deliveries = batch.deliveries
         for fact, _ in batch.facts:
             value = orjson.dumps(fact.to_dict(self.engine.timezone_of(fact.policy)))
             key = fact.subject_id.encode()
             for topic in self.routes[fact.kind]:
-                deliveries.append(await topic.send(key=key, value=value))
+                deliveries.append(await send(topic, key, value, None, None, None))
         for message, reason in batch.dead_letters:
             headers = [
                 ("reason", reason.encode()),
@@ -397,11 +462,11 @@ class SlaWorker:
                 ("partition", str(message.partition).encode()),
                 ("offset", str(message.offset).encode()),
             ]
-            deliveries.append(
-                await self.deadletter.send(key=message.key, value=message.value, headers=headers)
-            )
-        if deliveries:
-            await asyncio.gather(*deliveries)
+            topic = self.settings.topic_deadletter
+            deliveries.append(await send(topic, message.key, message.value, None, None, headers))
+
+    def _observe(self, batch: Batch) -> None:
+        """Metrics and callbacks of a batch whose outputs the broker has acknowledged."""
         wall = self.wall()
         for fact, from_timer in batch.facts:
             self.metrics.observe_sla_event(fact)
@@ -413,17 +478,6 @@ class SlaWorker:
             self.metrics.event_invalid(message.topic, reason)
             where = f"{message.topic}[{message.partition}]@{message.offset}"
             log.warning("dead letter %s: %s", where, reason)
-
-    def _store(self, batch: Batch) -> None:
-        """Writes each record the batch changed, once, and reschedules its deadline."""
-        for key, value, pending in batch.changed():
-            self.table.write(key, value, pending.event)
-        for key, pending in batch.records.items():
-            lane = self.lanes.get(pending.lane)
-            if lane is not None:
-                due = pending.state.next_due if pending.state is not None else None
-                lane.index.schedule(key.decode(), due)
-        self.metrics.set_open_timers(sum(len(lane.index) for lane in self.lanes.values()))
 
     # -- timers: every worker, its own partitions -----------------------------------------
 
@@ -531,4 +585,5 @@ class SlaWorker:
         log.info("deadline index rebuilt: %d pending over partitions %s", count, sorted(numbers))
 
 
+_ABSENT: Any = object()
 _CHAT_PREFIX = state_key(SubjectType.CHAT_SESSION, "").encode()

@@ -1,10 +1,13 @@
 """One batch of the live worker: the records fetched together, handled in memory, written once.
 
-Who calls what: :meth:`monitor.live.app.SlaWorker.process_batch` builds a :class:`Batch` for
+Who calls what: :meth:`monitor.live.app.SlaWorker.handle_batch` builds a :class:`Batch` for
 the records the agent has in hand (up to ``batch_max`` of them, or fewer when no more are
-buffered), handles every record against it in partition order, then publishes the batch's
-facts and dead letters, waits until the broker has them all, and stores each changed record
-once (:meth:`Batch.changed`).
+buffered), handles every record against it in partition order, hands the batch's facts and
+dead letters to the producer and notes each changed record once (:meth:`Batch.changed`).
+``SlaWorker._complete`` later waits until the broker has every output, stores the records and
+acknowledges the batch's input. Batches are completed in the order they were handled; while
+one waits for its deliveries the next is handled, reading the records still waiting to be
+stored from the worker's overlay.
 
 Why batches (measured, BENCHMARKS.md): per event, the worker used to await each fact's
 delivery and write its record through Faust's producer buffer, which capped it at 0.12 of a
@@ -12,9 +15,11 @@ bare Faust agent. In a batch a subject's record is read once, written at most on
 when a duplicate or a no-op event left it unchanged), and one wait covers every delivery.
 
 Crash safety, redone for batches: outputs are acknowledged by the broker *before* any record of
-the batch is stored, and the batch's input is acknowledged to Faust (eligible for commit) only
-after both. A SIGKILL mid-batch therefore loses at most records whose outputs are already
-published; reprocessing from the last commit emits the same facts (same ``fact_id``) again.
+the batch is stored (the overlay is memory only), and the batch's input is acknowledged to
+Faust (eligible for commit) only after both; batches complete in order, so no record is
+stored before the outputs of every batch before it. A SIGKILL mid-batch therefore loses at
+most records whose outputs are already published; reprocessing from the last commit emits the
+same facts (same ``fact_id``) again.
 """
 
 from __future__ import annotations
@@ -40,9 +45,12 @@ class Pending:
 class Batch:
     """The working set of one batch (see the module doc)."""
 
+    events: list[Any] = field(default_factory=list)  # the Faust events, acknowledged last
     records: dict[bytes, Pending] = field(default_factory=dict)
     facts: list[tuple[SlaEvent, bool]] = field(default_factory=list)  # (fact, from a timer)
     dead_letters: list[tuple[Any, str]] = field(default_factory=list)  # (message, reason)
+    deliveries: list[Any] = field(default_factory=list)  # producer futures of the outputs
+    writes: list[tuple[bytes, bytes | None, Any]] = field(default_factory=list)  # key, bytes, event
 
     def changed(self) -> list[tuple[bytes, bytes | None, Pending]]:
         """``(key, new bytes or None, pending)`` of every record the batch changed."""

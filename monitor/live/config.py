@@ -74,6 +74,8 @@ class Settings:
     producer_max_batch_size: int = 16384  # 1 on the embedded Tansu broker (see broker.py)
     producer_acks: int = -1  # -1 = all in-sync replicas
     batch_max: int = 1000  # records handled, published and stored together (fewer when idle)
+    batches_in_flight: int = 32  # handled batches waiting for their deliveries
+    producer_linger: float = 0.005  # seconds a produce request waits to gather more records
 
     # -- time ---------------------------------------------------------------------------
     tick_interval: float = 0.25  # how often each worker checks its deadlines (p99 detection ≤ 1 s)
@@ -102,8 +104,8 @@ class Settings:
                 f"processing_guarantee must be one of {', '.join(GUARANTEES)}, "
                 f"not {self.processing_guarantee!r}"
             )
-        if self.batch_max < 1:
-            raise ConfigError("batch_max must be at least 1")
+        if self.batch_max < 1 or self.batches_in_flight < 1:
+            raise ConfigError("batch_max and batches_in_flight must be at least 1")
         if self.partitions < 1 or self.replication_factor < 1:
             raise ConfigError("partitions and replication_factor must be at least 1")
         if not self.store.startswith(("rocksdb://", "memory://")):
