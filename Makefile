@@ -42,6 +42,11 @@ tools: $(GO_TOOLS)
 		$$SUDO apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends \
 			prometheus prometheus-alertmanager kcat; }
+	@# The monthly report's screenshot test (issue 8): headless Chromium, CJK fonts for --lang zh.
+	@command -v chromium >/dev/null && fc-list :lang=zh family | grep -q 'Noto Sans CJK' || { \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium fonts-noto-cjk; }
 
 ## Grafana's dashboard-linter and kubeconform, built from the Go module proxy at the versions and
 ## checksums pinned in tools/go.mod and tools/go.sum, into .tools/bin (gitignored). Rebuilt only

@@ -98,3 +98,40 @@ class Event(NamedTuple):
     designated: bool | None = None  # ticket.created / ticket.transferred
     score: int | None = None  # session.rated / ticket.rated: 1 (worst) to 5 (best)
     channel_status: ChannelStatus | None = None  # channel.status ``status``
+
+
+# --- agent presence (topic ``agents``; contract 002 3.3 "服务人员在线情况") ---------------------
+# Not an Event: it addresses no SLA subject and never reaches the engine. Read by the monthly
+# report (monitor.accounting.presence) for presence figures and breach causes.
+
+AGENT_STATUS = "agent.status"
+
+
+class AgentPresence(StrEnum):
+    ONLINE = "online"  # serving its channels
+    AWAY = "away"  # logged in, not serving (a break)
+    OFFLINE = "offline"
+
+
+class AgentStatus(NamedTuple):
+    """A validated ``agent.status`` event (``schemas/events/agent.status.schema.json``)."""
+
+    event_id: str
+    occurred_at: Micros
+    tenant: str
+    agent_id: str
+    status: AgentPresence
+    channels: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, object]:
+        from monitor.timeutil import format_rfc3339  # noqa: PLC0415 - edge-only helper
+
+        return {
+            "event_id": self.event_id,
+            "type": AGENT_STATUS,
+            "occurred_at": format_rfc3339(self.occurred_at),
+            "tenant": self.tenant,
+            "agent_id": self.agent_id,
+            "status": self.status.value,
+            "channels": list(self.channels),
+        }

@@ -48,7 +48,7 @@ from collections.abc import Iterable
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
-from monitor.events import EventType
+from monitor.events import AGENT_STATUS, EventType
 from monitor.sla_event import Kind, SlaEvent
 
 NONE = "none"  # label value for a field the fact does not carry
@@ -140,7 +140,7 @@ _REASON_RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 
 CLOCK_MODES = ("wall", "event")
-_KNOWN_TYPES = frozenset(t.value for t in EventType)
+_KNOWN_TYPES = frozenset(t.value for t in EventType) | {AGENT_STATUS}  # + issue 8 presence
 
 
 def reason_code(reason: str) -> str:
@@ -299,6 +299,15 @@ class SlaMetrics:
             registry=reg,
         )
 
+        # Issue 8: the escalation stage (monitor.live.escalation_agent).
+        self.escalations = Counter(
+            "sla_escalations_total",
+            "Contract 002 6.2 escalations published to sla.escalations (the client may now "
+            "demand a written explanation), by rule: breach_count or slow_days.",
+            ["tenant", "rule"],
+            registry=reg,
+        )
+
         # Children cached for the per-message path (labels() takes a lock and builds a key).
         self._consumed: dict[tuple[str, str], Counter] = {}
         self._known_topics: set[str] = set()
@@ -346,6 +355,10 @@ class SlaMetrics:
             # Created together so the net (charged − retracted) exists from the first breach.
             self.penalty_retracted.labels(tenant=tenant, currency=currency)
             self.penalty.labels(tenant=tenant, currency=currency).inc(ev.penalty.amount)
+
+    def observe_escalation(self, tenant: str, rule: str) -> None:
+        """Counts one 6.2 escalation the worker published (after the broker acknowledged it)."""
+        self.escalations.labels(tenant=tenant, rule=rule).inc()
 
     # -- input (the worker calls these once per message it reads) ----------------------------
 

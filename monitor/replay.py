@@ -12,6 +12,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from monitor.accounting.escalation import Escalation, Escalator, TenantState
 from monitor.engine import DeadlineIndex, SlaEngine, SubjectState, state_key
 from monitor.errors import CalendarError, RejectedEvent
 from monitor.events import Event, SubjectType
@@ -172,3 +173,20 @@ def final_kinds(facts: Iterable[SlaEvent]) -> dict[str, Kind]:
             continue
         out[fact.sla_id] = fact.kind
     return out
+
+
+# --- contract accounting (issue 8): 002 6.2 escalations from the facts above -------------------
+
+
+def iter_with_escalations(
+    facts: Iterable[SlaEvent], escalator: Escalator, states: dict[str, TenantState] | None = None
+) -> Iterator[SlaEvent | Escalation]:
+    """Each SLA fact, then the escalations it trips (monitor.accounting.escalation), in
+    detection order: the oracle for the live escalation stage."""
+    tenants: dict[str, TenantState] = {} if states is None else states
+    for fact in facts:
+        yield fact
+        state = tenants.get(fact.tenant)
+        if state is None:
+            state = tenants[fact.tenant] = TenantState()
+        yield from escalator.apply(state, fact)

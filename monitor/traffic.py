@@ -80,11 +80,14 @@ def generate(
     chats_per_hour: float = 20.0,
     tickets_per_hour: float = 8.0,
     duplicate_rate: float = 0.015,
+    presence: bool = False,
 ) -> list[dict[str, Any]]:
     """Events occurring in ``[start, start + hours)``, in occurred_at order.
 
     ``start`` must be aware. Rates are at peak (a working day, 09:00-18:00); other hours get a
     share of them. Subjects still open at the end are cut off there, as a stream snapshot is.
+    ``presence`` adds the agents' ``agent.status`` events (:func:`_presence`); without it the
+    output is exactly what it always was (the committed sample and tests/golden rely on that).
     """
     begin = from_datetime(start)
     end = begin + round(hours * _HOUR)
@@ -96,6 +99,7 @@ def generate(
         chats_per_hour=chats_per_hour,
         tickets_per_hour=tickets_per_hour,
         duplicate_rate=duplicate_rate,
+        presence=presence,
     ):
         if at >= end:
             break
@@ -112,6 +116,7 @@ def iter_live(
     chats_per_hour: float = 20.0,
     tickets_per_hour: float = 8.0,
     duplicate_rate: float = 0.015,
+    presence: bool = False,
 ) -> Iterator[tuple[Micros, dict[str, Any]]]:
     """Endless ``(due, event)`` pairs for the live demo, in due order.
 
@@ -128,6 +133,7 @@ def iter_live(
         chats_per_hour=chats_per_hour,
         tickets_per_hour=tickets_per_hour,
         duplicate_rate=duplicate_rate,
+        presence=presence,
     ):
         yield Micros(start + round((at - start) / speedup)), event
 
@@ -154,11 +160,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--hours", type=float, default=SAMPLE_HOURS)
     parser.add_argument("--seed", type=int, default=SAMPLE_SEED)
     parser.add_argument("--out", type=Path, default=SAMPLE_PATH)
+    parser.add_argument(
+        "--presence", action="store_true", help="add agents' agent.status events (issue 8)"
+    )
     args = parser.parse_args(argv)
     start = datetime.fromisoformat(args.start) if args.start else SAMPLE_START
     if start.tzinfo is None:
         parser.error("--start needs a UTC offset")
-    count = write_jsonl(generate(start, args.hours, args.seed), args.out)
+    count = write_jsonl(generate(start, args.hours, args.seed, presence=args.presence), args.out)
     print(f"wrote {count} events to {args.out}")
     return 0
 
@@ -222,8 +231,34 @@ def _stream(
     chats_per_hour: float,
     tickets_per_hour: float,
     duplicate_rate: float,
+    presence: bool = False,
 ) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Every event from ``start`` on, in occurred_at order (ties: generation order).
+    """Every event from ``start`` on, in occurred_at order; with ``presence``, the agents'
+    status events merged in (a separate RNG: the subjects' events stay the same)."""
+    subjects = _subjects(
+        start,
+        seed,
+        tenants=tenants,
+        chats_per_hour=chats_per_hour,
+        tickets_per_hour=tickets_per_hour,
+        duplicate_rate=duplicate_rate,
+    )
+    if not presence:
+        return subjects
+    # Ties: the subjects' event first (heapq.merge is stable in argument order).
+    return heapq.merge(subjects, _presence(start, seed, tenants), key=lambda item: item[0])
+
+
+def _subjects(
+    start: int,
+    seed: int,
+    *,
+    tenants: Sequence[str],
+    chats_per_hour: float,
+    tickets_per_hour: float,
+    duplicate_rate: float,
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Every subject event from ``start`` on, in occurred_at order (ties: generation order).
 
     Each subject's whole script is drawn when it arrives. Its events are never earlier than its
     arrival, and arrivals come in order, so everything queued before the next arrival is final.
@@ -246,6 +281,96 @@ def _stream(
             if script.rng.random() < duplicate_rate:
                 # An at-least-once producer re-sends the very same event.
                 heapq.heappush(queue, (at, next(order), dict(event)))
+
+
+# --- agent presence (issue 8: the monthly report's 服务人员在线情况 and breach causes) -------
+
+# Each tenant's roster: (agents, first hour, last hour, chat channels served) per shift, by
+# kind of day. The day shift is staffed for the 09:00-18:00 peak; evenings thinner; nights
+# and rest-day mornings nobody, and wechat only by day: the report then has both covered
+# hours and breaches with no agent online to show.
+_WORKDAY_SHIFTS = ((6, 9, 18, ("web", "app", "wechat")), (2, 18, 23, ("web", "app")))
+_RESTDAY_SHIFTS = ((2, 10, 20, ("web", "app")),)
+
+
+def _presence(
+    start: int, seed: int, tenants: Sequence[str]
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Endless ``agent.status`` events from the day of ``start`` on, in time order: per tenant
+    and shift, each agent goes online (a few minutes late or early), takes an hour's lunch
+    ``away`` on a day shift, and goes offline at the shift's end. Key: ``agent_id``."""
+    rng = random.Random(f"presence:{seed}")
+    day = _local(start).date()
+    while True:
+        shifts = _WORKDAY_SHIFTS if _is_working_day(day) else _RESTDAY_SHIFTS
+        events: list[tuple[int, dict[str, Any]]] = []
+        for tenant in tenants:
+            number = 0
+            for agents, first, last, channels in shifts:
+                for _ in range(agents):
+                    number += 1
+                    agent = f"{tenant}-agent-{number:02d}"
+                    events += _shift(
+                        rng, tenant, agent, day, hours=(first, last), channels=channels
+                    )
+        events.sort(key=lambda item: item[0])  # stable: ties keep generation order
+        # Who is already on shift at ``start`` says so at ``start`` (a stream joined midway).
+        before: dict[str, dict[str, Any]] = {}
+        for at, event in events:
+            if at < start:
+                before[event["agent_id"]] = event
+        for event in before.values():
+            if event["status"] != "offline":
+                at_start = _format(start, BEIJING)
+                yield (
+                    start,
+                    {**event, "event_id": f"{event['event_id']}:start", "occurred_at": at_start},
+                )
+        for at, event in events:
+            if at >= start:
+                yield at, event
+        day += timedelta(days=1)
+
+
+def _shift(
+    rng: random.Random,
+    tenant: str,
+    agent: str,
+    day: date,
+    *,
+    hours: tuple[int, int],
+    channels: Sequence[str],
+) -> list[tuple[int, dict[str, Any]]]:
+    """One agent's status changes over one shift of ``day`` (local hours ``first, last``)."""
+    first, last = hours
+    base = datetime(day.year, day.month, day.day, tzinfo=BEIJING)
+    on = from_datetime(base + timedelta(hours=first)) + _jitter(rng)
+    off = from_datetime(base + timedelta(hours=last)) + _jitter(rng)
+    changes: list[tuple[int, str, Sequence[str]]] = [(on, "online", channels)]
+    if first < 12 < last:
+        lunch = from_datetime(base + timedelta(hours=11.5)) + _jitter(rng, 30)
+        changes += [(lunch, "away", channels), (lunch + _HOUR, "online", channels)]
+    changes.append((off, "offline", ()))
+    return [
+        (
+            at,
+            {
+                "event_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+                "type": "agent.status",
+                "occurred_at": _format(at, BEIJING),
+                "tenant": tenant,
+                "agent_id": agent,
+                "status": status,
+                "channels": list(served),
+            },
+        )
+        for at, status, served in changes
+    ]
+
+
+def _jitter(rng: random.Random, minutes: int = 10) -> int:
+    """Whole seconds within ``minutes`` either way: people log in a little early or late."""
+    return rng.randint(-minutes * 60, minutes * 60) * _S
 
 
 def _ms(at: float) -> int:

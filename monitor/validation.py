@@ -32,9 +32,12 @@ from referencing._core import Resolver
 from monitor import schemas, traffic
 from monitor.errors import ConfigError, InvalidEvent
 from monitor.events import (
+    AGENT_STATUS,
     CHANNEL_EVENT_TYPES,
     CHAT_EVENT_TYPES,
     Actor,
+    AgentPresence,
+    AgentStatus,
     ChannelStatus,
     Event,
     EventType,
@@ -705,9 +708,55 @@ def _timestamp_reason(text: str) -> str:
 
 __all__ = [
     "MAX_EVENT_BYTES",
+    "agent_status_from_dict",
     "bench_validation",
     "event_from_dict",
     "explain",
+    "parse_agent_status",
     "parse_event",
     "reload_schemas",
 ]
+
+
+# --- agent presence (issue 8) ---------------------------------------------------------------
+
+AGENT_SCHEMA: Final = "events/agent.status.schema.json"
+
+
+def parse_agent_status(raw: bytes | str) -> AgentStatus:
+    """Parses and validates one ``agent.status`` event (topic ``agents``). Raises InvalidEvent.
+
+    The full schema validator, not the fast path's tables: presence changes are rare (a few
+    per agent and shift, against hundreds of messages), and ``channels`` is an array, which
+    the table compiler does not handle.
+    """
+    if len(raw) > MAX_EVENT_BYTES:
+        _check_size(raw)
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise _undecodable(raw, exc) from None
+    return agent_status_from_dict(obj)
+
+
+def agent_status_from_dict(obj: object) -> AgentStatus:
+    """Validates a decoded ``agent.status`` object and builds the record."""
+    if not isinstance(obj, dict):
+        raise InvalidEvent(f"expected a JSON object, got {_json_type(obj)}")
+    if obj.get("type") != AGENT_STATUS:
+        raise InvalidEvent(f"{obj.get('type')!r} is not {AGENT_STATUS} (topic agents)", "type")
+    errors = list(schemas.validator(AGENT_SCHEMA).iter_errors(obj))
+    if errors:
+        raise min((_describe(e) for e in errors), key=lambda d: d[0])[1]
+    try:
+        at = parse_rfc3339(obj["occurred_at"])
+    except ValueError as exc:
+        raise InvalidEvent(str(exc), "occurred_at") from None
+    return AgentStatus(
+        obj["event_id"],
+        at,
+        obj["tenant"],
+        obj["agent_id"],
+        AgentPresence(obj["status"]),
+        tuple(obj["channels"]),
+    )

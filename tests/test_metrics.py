@@ -393,7 +393,20 @@ def exercised(registry: CollectorRegistry) -> SlaMetrics:
     m.observe_detection_delay(0.1)
     m.set_partition_lag("cs.events", 0, 1)
     m.set_clock_mode("cs.events", 0, "wall")
+    m.observe_escalation("acme", "breach_count")
     return m
+
+
+def test_escalations_are_counted_by_tenant_and_rule(
+    m: SlaMetrics, registry: CollectorRegistry
+) -> None:
+    m.observe_escalation("acme", "breach_count")
+    m.observe_escalation("acme", "breach_count")
+    m.observe_escalation("acme", "slow_days")
+    value = registry.get_sample_value
+    assert value("sla_escalations_total", {"tenant": "acme", "rule": "breach_count"}) == 2
+    assert value("sla_escalations_total", {"tenant": "acme", "rule": "slow_days"}) == 1
+    assert value("sla_escalations_total", {"tenant": "globex", "rule": "slow_days"}) is None
 
 
 _PROMQL_WORDS = frozenset(

@@ -81,7 +81,14 @@ def create_app(
 ) -> Any:
     """Builds a Faust app for ``settings``. ``wall`` is the clock of caught-up partitions
     (the demo fast-forwards it); ``on_fact`` is called for each SLA fact after it is sent."""
-    return SlaWorker(settings, engine, metrics, wall=wall, on_fact=on_fact).app
+    worker = SlaWorker(settings, engine, metrics, wall=wall, on_fact=on_fact)
+    # --- issue 8 (contract accounting): the 002 6.2 escalation stage and the agents input ---
+    from monitor.live.escalation_agent import register_escalation_stage  # noqa: PLC0415
+
+    worker.app.escalation_stage = register_escalation_stage(worker)
+    worker.routes[Kind.ESCALATION] = (settings.topic_escalations,)  # 003 3.4 tiers
+    # --- end issue 8 ---
+    return worker.app
 
 
 def faust_settings(settings: Settings) -> dict[str, Any]:
@@ -199,14 +206,15 @@ class SlaWorker:
             partitions=n,
         )
         self.timeouts = _raw_topic(app, settings.topic_timeouts, n)
+        self.deadletter = _raw_topic(app, settings.topic_deadletter)  # also the escalation stage's
         breaches, outcomes = settings.topic_breaches, settings.topic_outcomes
         self.routes: dict[Kind, tuple[str, ...]] = {
             Kind.WARNING: (settings.topic_warnings,),
             Kind.BREACH: (breaches, outcomes),
             Kind.RETRACTION: (breaches,),
             Kind.MET: (outcomes,),
-            # issue 9 (003 3.4): tier escalations, with breaches until issue 8's
-            # sla.escalations topic is wired here; then (settings.topic_escalations,).
+            # issue 9 (003 3.4): tier escalations; create_app routes them to issue 8's
+            # sla.escalations (the escalation stage's topic).
             Kind.ESCALATION: (breaches,),
         }
         self.subject_topic = {

@@ -54,6 +54,11 @@ class Settings:
     topic_outcomes: str = "sla.outcomes"
     topic_deadletter: str = "sla.deadletter"
     topic_timeouts: str = "sla.timeouts"  # internal: timer firings, co-partitioned
+    topic_agents: str = "agents"  # issue 8: agent.status input (key agent_id)
+    topic_escalations: str = "sla.escalations"  # issue 8: 002 6.2 escalation facts
+    # issue 8, internal: met/breach/retraction facts re-keyed by tenant, co-partitioned with
+    # the escalation stage's table (monitor.live.escalation_agent says why it exists)
+    topic_accounting: str = "sla.accounting"
     partitions: int = 8
     replication_factor: int = 1
 
@@ -161,6 +166,27 @@ class Settings:
         """Faust's name for the table's changelog: ``<app id>-<table>-changelog``."""
         return f"{self.app_id}-{self.table_name}-changelog"
 
+    @property
+    def tenant_table_name(self) -> str:
+        """The escalation stage's table (one 6.2 state per tenant, issue 8)."""
+        return "tenants"
+
+    @property
+    def tenant_changelog_topic(self) -> str:
+        return f"{self.app_id}-{self.tenant_table_name}-changelog"
+
+    @property
+    def report_topics(self) -> tuple[str, ...]:
+        """What ``sla-monitor report kafka:`` reads from the beginning: kept for months. The
+        chat input too: its bot and system messages decide the ``bot_only`` breach cause."""
+        return (
+            self.topic_chat,
+            self.topic_outcomes,
+            self.topic_breaches,
+            self.topic_escalations,
+            self.topic_agents,
+        )
+
     @classmethod
     def namespaced(cls, prefix: str, **fields: Any) -> Settings:
         """Settings whose consumer group and every topic name start with ``prefix``: an
@@ -190,12 +216,24 @@ class Settings:
             self.topic_timeouts,
             *self.output_topics,
             self.changelog_topic,
+            # issue 8: agent presence in, the escalation stage's topics
+            self.topic_agents,
+            self.topic_accounting,
+            self.topic_escalations,
+            self.tenant_changelog_topic,
         )
 
     def copartitioned_topics(self) -> tuple[str, ...]:
         """Topics whose partition count must equal ``partitions``: a subject's input events,
-        its timer firings and its table record all live on partition N of their topics."""
-        return (*self.input_topics, self.topic_timeouts, self.changelog_topic)
+        its timer firings and its table record all live on partition N of their topics; and
+        a tenant's re-keyed facts and its escalation record (issue 8) likewise."""
+        return (
+            *self.input_topics,
+            self.topic_timeouts,
+            self.changelog_topic,
+            self.topic_accounting,
+            self.tenant_changelog_topic,
+        )
 
     def aiokafka_security(self) -> dict[str, Any]:
         """Security keyword arguments for aiokafka clients (admin, producers, consumers)."""

@@ -57,8 +57,15 @@ class SimulatedClock:
 
 
 def format_fact(fact: dict[str, Any]) -> str:
-    """One readable line for a published SLA fact (a warning, breach or retraction)."""
+    """One readable line for a published SLA fact (a warning, breach or retraction) or a
+    002 6.2 escalation (issue 8)."""
     kind = str(fact.get("kind", "?")).upper()
+    if kind == "ESCALATION":
+        return (
+            f"{str(fact.get('tripped_at', ''))[11:19]} ESCALATION {fact.get('tenant')} "
+            f"{fact.get('rule')} #{fact.get('ordinal')} of {fact.get('window')}: written "
+            f"explanation due {fact.get('explanation_due')}  [{fact.get('clause')}]"
+        )
     detected = str(fact.get("detected_at", ""))[11:19]
     who = f"{fact.get('subject_type', '?')} {fact.get('subject_id', '?')}"
     where = ", ".join(str(v) for v in (fact.get("tenant"), fact.get("channel")) if v)
@@ -184,14 +191,13 @@ def _producer_task(
                 speedup=clock.speed,
                 chats_per_hour=20.0 * rate,
                 tickets_per_hour=8.0 * rate,
+                presence=True,  # issue 8: agents' presence, so the demo feeds a report
             )
             for due, event in traffic:
                 delay = clock.real_delay(due)
                 if delay > 0:
                     await asyncio.sleep(delay)
-                is_ticket = str(event["type"]).startswith("ticket.")
-                topic = settings.topic_tickets if is_ticket else settings.topic_chat
-                key = str(event["ticket_id"] if is_ticket else event["session_id"]).encode()
+                topic, key = _route(settings, event)
                 await producer.send(topic, orjson.dumps(event), key=key)
                 sent += 1
                 if time.monotonic() - last_report > 30:
@@ -204,6 +210,16 @@ def _producer_task(
     return produce
 
 
+def _route(settings: Settings, event: dict[str, Any]) -> tuple[str, bytes]:
+    """The topic and key of a generated event: tickets, chat, or agent presence."""
+    kind = str(event["type"])
+    if kind == "agent.status":
+        return settings.topic_agents, str(event["agent_id"]).encode()
+    if kind.startswith("ticket."):
+        return settings.topic_tickets, str(event["ticket_id"]).encode()
+    return settings.topic_chat, str(event["session_id"]).encode()
+
+
 def _printer_task(
     settings: Settings, show_warnings: bool, say: Callable[[str], None]
 ) -> Callable[[], Any]:
@@ -212,7 +228,8 @@ def _printer_task(
     async def consume() -> None:
         from aiokafka import AIOKafkaConsumer  # noqa: PLC0415
 
-        topics = [settings.topic_breaches] + ([settings.topic_warnings] if show_warnings else [])
+        topics = [settings.topic_breaches, settings.topic_escalations]
+        topics += [settings.topic_warnings] if show_warnings else []
         consumer = AIOKafkaConsumer(
             *topics, bootstrap_servers=settings.bootstrap_servers, auto_offset_reset="earliest"
         )

@@ -27,13 +27,26 @@ from monitor.live.preflight import check_broker
 # record per key matters. Timer firings are worthless after a day: the index is rebuilt from
 # the table anyway.
 _DAY_MS = 24 * 3600 * 1000
+# What `sla-monitor report kafka:` reads from the beginning must outlive the month it reports
+# on plus the 5 working days of 002 3.3: Kafka's default retention (7 days) would silently
+# give a report of the last week only. 100 days covers the previous month with room for a
+# late report; operators wanting a year of history raise it on the topics themselves.
+_REPORT_RETENTION_MS = 100 * _DAY_MS
 
 
 def topic_configs(settings: Settings) -> dict[str, dict[str, str]]:
-    return {
-        settings.changelog_topic: {"cleanup.policy": "compact"},
-        settings.topic_timeouts: {"cleanup.policy": "delete", "retention.ms": str(_DAY_MS)},
+    configs = {
+        name: {"cleanup.policy": "delete", "retention.ms": str(_REPORT_RETENTION_MS)}
+        for name in settings.report_topics
     }
+    configs.update(
+        {
+            settings.changelog_topic: {"cleanup.policy": "compact"},
+            settings.tenant_changelog_topic: {"cleanup.policy": "compact"},  # issue 8
+            settings.topic_timeouts: {"cleanup.policy": "delete", "retention.ms": str(_DAY_MS)},
+        }
+    )
+    return configs
 
 
 @dataclass

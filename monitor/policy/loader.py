@@ -20,6 +20,7 @@ import orjson
 import yaml
 from jsonschema import Draft202012Validator
 
+from monitor.accounting.rules import parse_accounting
 from monitor.bundled import policies_dir, schemas_dir
 from monitor.calendar import WorkingTime, make_day_calendar
 from monitor.errors import ConfigError, PolicyError
@@ -175,6 +176,7 @@ class _PolicyBuilder:
             escalation=escalation,
             appeal=appeal,
             kpis=self._kpis(),
+            accounting=parse_accounting(doc.get("accounting"), self.fail),
         )
 
     def _duration(self, where: str, text: str, clock: ClockKind, wt: WorkingTime) -> int:

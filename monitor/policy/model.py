@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
+from monitor.accounting.rules import AccountingRules
 from monitor.calendar import WorkingTime
 from monitor.errors import RejectedEvent
 from monitor.events import SubjectType, TicketStatus
@@ -124,6 +125,7 @@ class Policy:
     working_time: WorkingTime
     metrics: dict[AnyMetric, MetricPolicy]
     retention: Micros
+    accounting: AccountingRules | None = None  # 002 3.3 / 6.2 (monitor.accounting.rules)
     escalation: EscalationPolicy | None = None  # 003 3.4 (also in metrics, see the loader)
     appeal: AppealPolicy | None = None  # 003 5.1
     kpis: KpiPolicy = field(default_factory=KpiPolicy)

@@ -131,3 +131,14 @@ def test_copartitioned_topics_include_the_changelog() -> None:
     assert settings.changelog_topic == "x-subjects-changelog"
     assert settings.changelog_topic in settings.copartitioned_topics()
     assert settings.topic_timeouts in settings.copartitioned_topics()
+
+
+def test_the_escalation_stage_topics_are_created_and_its_table_is_copartitioned() -> None:
+    """Issue 8: a tenant's re-keyed facts and its escalation record share partition N."""
+    settings = Settings(app_id="x")
+    assert settings.tenant_changelog_topic == "x-tenants-changelog"
+    for name in (settings.topic_accounting, settings.tenant_changelog_topic):
+        assert name in settings.copartitioned_topics()
+    for name in (settings.topic_agents, settings.topic_escalations, settings.topic_accounting):
+        assert name in settings.all_topics()
+        assert name not in settings.input_topics  # the first stage's agent never reads them

@@ -76,12 +76,12 @@ async def test_escalations_published_and_late_appeals_dead_lettered(
     await produce(s, records)
 
     def escalations(r: TopicReader) -> list[dict[str, Any]]:
-        return [f for f in r.facts(s.topic_breaches) if f["kind"] == "escalation"]
+        return [f for f in r.facts(s.topic_escalations) if f["kind"] == "escalation"]
 
     def reasons(r: TopicReader) -> list[str]:
         return [dict(x.headers)["reason"].decode() for x in r.records[s.topic_deadletter]]
 
-    async with TopicReader(s, [s.topic_breaches, s.topic_deadletter]) as reader:
+    async with TopicReader(s, [s.topic_escalations, s.topic_deadletter]) as reader:
         await reader.wait_for(
             lambda r: len(escalations(r)) >= 3 and len(reasons(r)) >= 2,
             timeout=30,
