@@ -82,12 +82,11 @@ def create_app(
     """Builds a Faust app for ``settings``. ``wall`` is the clock of caught-up partitions
     (the demo fast-forwards it); ``on_fact`` is called for each SLA fact after it is sent."""
     worker = SlaWorker(settings, engine, metrics, wall=wall, on_fact=on_fact)
-    # --- issue 8 (contract accounting): the 002 6.2 escalation stage and the agents input ---
-    from monitor.live.escalation_agent import register_escalation_stage  # noqa: PLC0415
-
-    worker.app.escalation_stage = register_escalation_stage(worker)
     worker.routes[Kind.ESCALATION] = (settings.topic_escalations,)  # 003 3.4 tiers
-    # --- end issue 8 ---
+    if settings.escalation_stage:  # 002 6.2 escalations and the agents input (issue 8)
+        from monitor.live.escalation_agent import register_escalation_stage  # noqa: PLC0415
+
+        worker.app.escalation_stage = register_escalation_stage(worker)
     return worker.app
 
 

@@ -73,6 +73,12 @@ class Settings:
     processing_guarantee: str = "at_least_once"  # exactly_once is refused (see __post_init__)
     producer_max_batch_size: int = 16384  # 1 on the embedded Tansu broker (see broker.py)
     producer_acks: int = -1  # -1 = all in-sync replicas
+    # The 002 6.2 escalation stage (monitor.live.escalation_agent) in this worker. Off by default:
+    # it rewrites a tenant's whole open day per fact (about 1 MB and 30 ms at 20k sessions a
+    # day) on the same event loop as the SLA agent, and in `bench --live --kafka` it took breach
+    # detection from p99 0.3 s to 8.6 s. Replay (`replay --escalations`) and the report are
+    # unaffected.
+    escalation_stage: bool = False
     batch_max: int = 1000  # records handled, published and stored together (fewer when idle)
     batches_in_flight: int = 32  # handled batches waiting for their deliveries
     producer_linger: float = 0.005  # seconds a produce request waits to gather more records
@@ -308,6 +314,15 @@ def _coerce(where: str, raw: object, annotation: object) -> object:
     kind = str(annotation)
     if raw == "" and "None" in kind:
         return None
+    if kind.startswith("bool"):
+        if isinstance(raw, bool):
+            return raw
+        text = str(raw).strip().lower()
+        if text in ("1", "true", "yes", "on"):
+            return True
+        if text in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{where}: expected true or false, got {raw!r}")
     try:
         if kind.startswith("int"):
             if isinstance(raw, bool):

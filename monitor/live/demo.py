@@ -101,6 +101,7 @@ def demo_settings(
         partitions=partitions,
         policies=policies,
         store="memory://",  # the broker keeps nothing either: every demo starts fresh
+        escalation_stage=True,  # a demo's traffic is small: 6.2 escalations live, for the report
         data_dir=tempfile.mkdtemp(prefix="sla-monitor-demo-"),
         metrics_port=metrics_port,
         log_level="warning",

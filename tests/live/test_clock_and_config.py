@@ -105,12 +105,22 @@ def test_settings_reject_typos_and_bad_values(tmp_path: Path) -> None:
         Settings(processing_guarantee="at_most_once")
     with pytest.raises(ConfigError, match="distinct"):
         Settings(topic_breaches="same", topic_warnings="same")
+    with pytest.raises(ConfigError, match="SLA_ESCALATION_STAGE: expected true or false"):
+        load_settings(None, {"SLA_ESCALATION_STAGE": "maybe"})
+    with pytest.raises(ConfigError, match="'exactly_once' is not offered"):
+        Settings(processing_guarantee="exactly_once")
+
+
+def test_switches_read_from_the_environment() -> None:
+    assert load_settings(None, {"SLA_ESCALATION_STAGE": "yes"}).escalation_stage is True
+    assert load_settings(None, {"SLA_ESCALATION_STAGE": "False"}).escalation_stage is False
+    assert load_settings(None, {}).escalation_stage is False
 
 
 def test_settings_survive_the_environment_round_trip() -> None:
     settings = Settings(
         broker="b:1", partitions=3, policies="/p", tick_interval=0.1, producer_acks=1,
-        sasl_mechanism="PLAIN", sasl_username="u",
+        sasl_mechanism="PLAIN", sasl_username="u", escalation_stage=True,
     )  # fmt: skip
     env = settings.to_env()
     assert env["SLA_PARTITIONS"] == "3"

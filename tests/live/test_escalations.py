@@ -88,7 +88,11 @@ async def run_known_month(
 
     port = free_port()
     setup = LiveSetup(
-        broker, tmp_path, policies=policies, partitions=partitions, overrides={"metrics_port": port}
+        broker,
+        tmp_path,
+        policies=policies,
+        partitions=partitions,
+        overrides={"metrics_port": port, "escalation_stage": True},
     )
     s = setup.settings
     await setup.create_topics()
