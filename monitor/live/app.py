@@ -55,6 +55,8 @@ from monitor.engine import SlaEngine, SubjectState
 from monitor.engine.state import state_key
 from monitor.errors import CalendarError, InvalidEvent, RejectedEvent
 from monitor.events import Event, SubjectType
+from monitor.kpi.metrics import KpiMetrics
+from monitor.kpi.tracker import KpiTracker
 from monitor.live import faust_fixes
 from monitor.live.batch import Batch, Pending
 from monitor.live.clock import PartitionClocks, wall_clock
@@ -78,10 +80,14 @@ def create_app(
     *,
     wall: Callable[[], Micros] = wall_clock,
     on_fact: FactCallback | None = None,
+    kpi_metrics: KpiMetrics | None = None,
 ) -> Any:
     """Builds a Faust app for ``settings``. ``wall`` is the clock of caught-up partitions
-    (the demo fast-forwards it); ``on_fact`` is called for each SLA fact after it is sent."""
-    worker = SlaWorker(settings, engine, metrics, wall=wall, on_fact=on_fact)
+    (the demo fast-forwards it); ``on_fact`` is called for each SLA fact after it is sent;
+    ``kpi_metrics`` receives the 004 3.3-3.5 KPIs (availability, FCR, CSAT) as they change."""
+    worker = SlaWorker(
+        settings, engine, metrics, wall=wall, on_fact=on_fact, kpi_metrics=kpi_metrics
+    )
     worker.routes[Kind.ESCALATION] = (settings.topic_escalations,)  # 003 3.4 tiers
     if settings.escalation_stage:  # 002 6.2 escalations and the agents input (issue 8)
         from monitor.live.escalation_agent import register_escalation_stage  # noqa: PLC0415
@@ -165,6 +171,7 @@ class SlaWorker:
         *,
         wall: Callable[[], Micros] = wall_clock,
         on_fact: FactCallback | None = None,
+        kpi_metrics: KpiMetrics | None = None,
     ) -> None:
         self.settings = settings
         self.engine = engine
@@ -176,6 +183,10 @@ class SlaWorker:
         # in `lanes`, present only for partitions whose index is built (after recovery).
         self.clocks: PartitionClocks[TP] = PartitionClocks(seconds(settings.event_time_grace), wall)
         self.lanes: dict[TP, Lane] = {}
+        # 004 3.3-3.5 and 001 3.2-3.3 as Prometheus metrics, from the records this worker
+        # handles (its partitions). In memory: after a restart the counters start again, as
+        # every Prometheus counter does; the monthly figures of record come from the report.
+        self.kpis = KpiTracker(engine.policies, kpi_metrics)
         self.ready = False  # false from a revocation until the next rebalance completes
         # Records that handled batches changed, as bytes (None: deleted), until their batch
         # is completed and they are in the table: the next batch reads them from here.
@@ -219,8 +230,8 @@ class SlaWorker:
         self.subject_topic = {
             SubjectType.CHAT_SESSION: settings.topic_chat,
             SubjectType.TICKET: settings.topic_tickets,
-            # issue 9 (004 3.3): channel.status, keyed by channel, dead-lettered by the engine
-            # ("no SLA clock") until a KpiTracker is wired into the worker.
+            # 004 3.3: channel.status, keyed by channel, on the tickets topic; it feeds the
+            # availability KPI (self.kpis), not the engine.
             SubjectType.CHANNEL: settings.topic_tickets,
         }
 
@@ -372,6 +383,14 @@ class SlaWorker:
         if problem is not None:
             batch.dead_letters.append((message, problem))
             return
+        if parsed.subject_type is SubjectType.CHANNEL:  # 004 3.3: availability, no SLA clock
+            try:
+                self.kpis.observe(parsed)
+            except RejectedEvent as exc:
+                batch.dead_letters.append((message, str(exc)))
+                return
+            self.metrics.event_consumed(message.topic, parsed.type.value)
+            return
         lane_tp = TP(message.topic, message.partition)
         self.clocks.observe(lane_tp, parsed.occurred_at)
         lane = self.lanes.get(lane_tp)
@@ -390,6 +409,8 @@ class SlaWorker:
             batch.dead_letters.append((message, str(exc)))
             return
         self.metrics.event_consumed(message.topic, parsed.type.value)
+        if not step.duplicate:
+            self.kpis.observe(parsed)
         pending.state = step.state
         batch.facts += [(fact, False) for fact in facts + step.events]
 
@@ -473,9 +494,11 @@ class SlaWorker:
         return not self.ready or bool(app.rebalancing) or bool(getattr(app, "in_recovery", False))
 
     async def _tick(self) -> None:
-        """Publishes a timer firing for every key whose deadline its partition's clock passed."""
+        """Publishes a timer firing for every key whose deadline its partition's clock passed,
+        and accounts channel service time (availability) up to now."""
         if self._busy():
             return
+        self.kpis.advance(self.wall())
         for tp in sorted(self.lanes):
             lane = self.lanes.get(tp)
             if lane is None:

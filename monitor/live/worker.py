@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from monitor.engine import SlaEngine
+from monitor.kpi.metrics import KpiMetrics
 from monitor.live.app import FactCallback, create_app
 from monitor.live.clock import wall_clock
 from monitor.live.config import Settings
@@ -46,7 +47,9 @@ def run_worker(
     metrics = SlaMetrics(topics=settings.input_topics)
     if settings.metrics_port:
         start_http_server(settings.metrics_port)
-    app = create_app(settings, engine, metrics, wall=wall, on_fact=on_fact)
+    app = create_app(
+        settings, engine, metrics, wall=wall, on_fact=on_fact, kpi_metrics=KpiMetrics()
+    )
     if setup is not None:
         setup(app)
     level = "warning" if quiet else settings.log_level
