@@ -76,7 +76,8 @@ th{background:#edf2f7} td.l,th.l{text-align:left} tr.sub td{color:#4a5568}
 <h3>{{ L.kpis }}</h3>
 {% if not t.r.kpis_known %}<p class="note">{{ L.kpis_unknown }}</p>
 {% elif not t.r.kpis %}<p>{{ L.kpis_none }}</p>
-{% else %}<table class="kpis"><tr><th class="l" rowspan="2">{{ L.channel }}</th>
+{% else %}<div class="charts">{{ t.kpis }}</div>
+<table class="kpis"><tr><th class="l" rowspan="2">{{ L.channel }}</th>
 <th colspan="4">{{ L.availability }}</th><th colspan="3">{{ L.fcr }}</th>
 <th colspan="2">{{ L.csat_mean }}</th><th colspan="2">{{ L.csat_good }}</th><th rowspan="2">{{ L.ratings }}</th></tr>
 <tr><th>%</th><th>{{ L.objective }}</th><th>{{ L.service_hours }}</th><th>{{ L.down_minutes }}</th>
@@ -158,6 +159,7 @@ def render_html(report: Report, lang: str) -> bytes:
                 "daily": Markup(charts.daily_compliance(t, report.compliance_target, labels)),
                 "distribution": Markup(charts.distribution(t.first_responses, labels)),
                 "causes": Markup(charts.causes(t.causes, labels)),
+                "kpis": Markup(charts.kpis(t.kpis, labels)) if t.kpis else "",
             }
             if not t.empty
             else {"r": t}

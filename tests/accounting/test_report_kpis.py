@@ -100,6 +100,8 @@ def test_the_html_report_shows_the_kpi_table_in_the_contract_s_terms(
     for term in ("服务质量指标", "可用率", "首次接触解决率", "客户满意度", "满意度好评率"):
         assert term in zh, term
     en = report(tmp_path / "en.html", str(facts), str(events)).read_text()
+    section = en[en.index("<h3>Service quality") : en.index('<table class="kpis">')]
+    assert section.count("<svg") == 1  # the chart: each KPI per channel against its target
     table = en[en.index('<table class="kpis">') :]
     table = table[: table.index("</table>")]
     phone = table[table.index('data-channel="phone"') :]
