@@ -3,7 +3,8 @@ needed to view them). Called by :mod:`monitor.accounting.render_html`.
 
 * daily compliance (contract 002 chat first responses) against the target line;
 * the first-response distribution with the 180 s and 300 s standards (2.2) marked;
-* breaches by cause.
+* breaches by cause;
+* the service-quality KPIs (004 3.3-3.5) per channel, each bar with its target marked.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from monitor.accounting.report import TenantReport
+from monitor.kpi import KpiRow
 
 # CJK glyphs for --lang zh come from Debian's fonts-noto-cjk when installed (the Makefile's
 # tools target installs it); matplotlib falls back along this list per glyph.
@@ -91,4 +93,44 @@ def causes(counts: dict[str, int], labels: dict[str, str]) -> str:
     ax.invert_yaxis()
     ax.set_xlabel(labels["breached"])
     ax.set_title(labels["causes"], fontsize=10)
+    return _svg(fig)
+
+
+def kpis(rows: Sequence[KpiRow], labels: dict[str, str]) -> str:
+    """Availability, FCR and the share of good ratings per channel (all shares, one 0-100 %
+    axis; the 1-5 mean is in the table), the policy's target as a red tick on each bar."""
+    fig, ax = _figure()
+    series: list[tuple[str, list[float | None], list[float | None], str]] = [
+        (
+            "availability",
+            [r.availability for r in rows],
+            [r.targets.availability for r in rows],
+            _BLUE,
+        ),
+        ("fcr", [r.fcr for r in rows], [r.targets.first_contact_resolution for r in rows], _GREY),
+        (
+            "csat_good",
+            [r.csat_good_share for r in rows],
+            [r.targets.csat_good_share for r in rows],
+            "#38a169",
+        ),
+    ]
+    width = 0.8 / len(series)
+    ticked = False  # one legend entry for the targets
+    for i, (label, values, targets, colour) in enumerate(series):
+        xs = [n + (i - 1) * width for n in range(len(rows))]
+        heights = [100 * (v or 0.0) for v in values]
+        ax.bar(xs, heights, width, color=colour, label=labels[label])
+        for x, goal in zip(xs, targets, strict=True):
+            if goal is not None:
+                ax.hlines(
+                    100 * goal, x - width / 2, x + width / 2, color=_RED, linewidth=2,
+                    label="_nolegend_" if ticked else labels["target_line"],
+                )  # fmt: skip
+                ticked = True
+    ax.set_xticks(range(len(rows)), [r.channel or labels["no_channel"] for r in rows])
+    ax.set_ylim(0, 105)
+    ax.set_ylabel("%")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)  # beside, not over, bars
+    ax.set_title(labels["kpis"], fontsize=10)
     return _svg(fig)

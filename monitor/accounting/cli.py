@@ -25,8 +25,9 @@ def add_report_args(parser: argparse.ArgumentParser) -> None:
         nargs="+",
         metavar="SOURCE",
         help="JSONL of SLA facts (sla-monitor replay --escalations output; may "
-        "also hold agent.status and input events), or kafka: (the configured "
-        "broker's sla.outcomes, sla.breaches, sla.escalations, agents and chat.sessions)",
+        "also hold agent.status and input events, which the service-quality KPIs are "
+        "measured from), or kafka: (the configured broker's sla.outcomes, sla.breaches, "
+        "sla.escalations, agents, chat.sessions and tickets)",
     )
     parser.add_argument("--month", required=True, help="the month to report, YYYY-MM")
     parser.add_argument("--tenant", help="only this tenant (default: every tenant in the sources)")

@@ -1,6 +1,7 @@
 """``kafka:`` as a report source: every record of ``sla.outcomes``, ``sla.breaches`` (for
-retractions), ``sla.escalations``, ``agents`` and ``chat.sessions`` (bot messages, for the
-``bot_only`` cause) on the configured broker, from the beginning to the end offsets read at
+retractions), ``sla.escalations``, ``agents``, ``chat.sessions`` (bot messages, for the ``bot_only``
+cause; session ratings) and ``tickets`` (tickets, ratings and ``channel.status``, for the
+KPIs of 004 3.3-3.5) on the configured broker, from the beginning to the end offsets read at
 start, with a tqdm progress bar on stderr.
 
 Called by :func:`monitor.accounting.source.read_sources`. A plain aiokafka consumer without a

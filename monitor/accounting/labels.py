@@ -2,7 +2,9 @@
 
 Used by every renderer of :mod:`monitor.accounting`. The Chinese terms are the contract's:
 平均首次响应时间, 达标率, 未达标次数及原因分析, 服务人员在线情况 (3.3), 违约金 (6.1),
-书面解释和改进计划 (6.2), 工作日 / 节假日/周末 (1.4, 1.5).
+书面解释和改进计划 (6.2), 工作日 / 节假日/周末 (1.4, 1.5); for the KPIs contract 004's
+服务质量, 服务渠道可用性 (3.3), 首次接触解决率 (3.4; 001 3.2 问题解决率), 客户满意度 and
+满意度好评率 (3.5).
 """
 
 from __future__ import annotations
@@ -76,6 +78,27 @@ _LABELS: dict[str, tuple[str, str]] = {
     "empty": ("No data for this tenant and month.", "本月无该客户的数据。"),
     "notes": ("Notes", "说明"),
     "open_targets": ("Targets still open", "尚未结束的时效"),
+    "kpis": ("Service quality (004 3.3-3.5, 001 3.2-3.3)", "服务质量指标"),
+    "availability": ("Availability", "服务渠道可用性（可用率）"),
+    "objective": ("Objective", "目标"),
+    "service_hours": ("Service hours", "规定服务时间（小时）"),
+    "down_minutes": ("Unavailable (min)", "不可用时间（分钟）"),
+    "fcr": ("First-contact resolution", "首次接触解决率（首次解决率）"),
+    "solved": ("Solved", "已解决请求数"),
+    "first_contact": ("At first contact", "首次接触即解决"),
+    "csat_mean": ("CSAT mean (1-5)", "客户满意度平均分（1-5分）"),
+    "csat_good": ("CSAT good (4-5)", "满意度好评率（4-5分）"),
+    "ratings": ("Ratings", "评价数"),
+    "target": ("Target", "目标"),
+    "verdict": ("Verdict", "结论"),
+    "kpi_met": ("met", "达标"),
+    "kpi_missed": ("missed", "未达标"),
+    "no_channel": ("(unknown channel)", "（渠道未知）"),
+    "kpis_unknown": (
+        "Not measured: the input events were not among the sources.",
+        "未测量：数据源中没有输入事件。",
+    ),
+    "kpis_none": ("No KPI inputs for this tenant and month.", "本月该客户无服务质量数据。"),
 }
 
 

@@ -26,7 +26,7 @@ h3{font-size:15px;margin:18px 0 6px} .meta{color:#4a5568;margin-bottom:12px}
 table{border-collapse:collapse;margin:6px 0 12px;font-size:13px}
 th,td{border:1px solid #cbd5e0;padding:3px 8px;text-align:right}
 th{background:#edf2f7} td.l,th.l{text-align:left} tr.sub td{color:#4a5568}
-.bad{color:#c53030;font-weight:bold} .charts{display:flex;flex-wrap:wrap;gap:12px}
+.bad{color:#c53030;font-weight:bold} .ok{color:#276749} .charts{display:flex;flex-wrap:wrap;gap:12px}
 .charts svg{max-width:560px;height:auto} .note{color:#975a16}
 .kpi{display:inline-block;border:1px solid #cbd5e0;border-radius:6px;padding:6px 12px;margin:0 8px 8px 0}
 .kpi b{display:block;font-size:20px}
@@ -73,6 +73,26 @@ th{background:#edf2f7} td.l,th.l{text-align:left} tr.sub td{color:#4a5568}
 <td>{{ num(p.online_agent_hours) }}</td>
 <td class="{{ 'bad' if p.uncovered_working_hours else '' }}">{{ num(p.uncovered_working_hours) }}</td></tr>
 {% endfor %}</table>
+<h3>{{ L.kpis }}</h3>
+{% if not t.r.kpis_known %}<p class="note">{{ L.kpis_unknown }}</p>
+{% elif not t.r.kpis %}<p>{{ L.kpis_none }}</p>
+{% else %}<div class="charts">{{ t.kpis }}</div>
+<table class="kpis"><tr><th class="l" rowspan="2">{{ L.channel }}</th>
+<th colspan="4">{{ L.availability }}</th><th colspan="3">{{ L.fcr }}</th>
+<th colspan="2">{{ L.csat_mean }}</th><th colspan="2">{{ L.csat_good }}</th><th rowspan="2">{{ L.ratings }}</th></tr>
+<tr><th>%</th><th>{{ L.objective }}</th><th>{{ L.service_hours }}</th><th>{{ L.down_minutes }}</th>
+<th>%</th><th>{{ L.target }}</th><th>{{ L.first_contact }} / {{ L.solved }}</th>
+<th>{{ L.csat_mean }}</th><th>{{ L.target }}</th><th>%</th><th>{{ L.target }}</th></tr>
+{% for k in t.r.kpis %}{% set v = k.verdicts() %}<tr data-channel="{{ k.channel or '' }}">
+<td class="l">{{ k.channel or L.no_channel }}</td>
+<td class="{{ verdict(v.availability) }}" data-kpi="availability">{{ pct3(k.availability) }}</td>
+<td>{{ pct3(k.targets.availability) }}</td><td>{{ num(k.service_seconds / 3600) }}</td><td>{{ num(k.unavailable_seconds / 60) }}</td>
+<td class="{{ verdict(v.first_contact_resolution) }}" data-kpi="fcr">{{ pct(k.fcr) }}</td>
+<td>{{ pct(k.targets.first_contact_resolution) }}</td><td>{{ k.first_contact }} / {{ k.solved }}</td>
+<td class="{{ verdict(v.csat_mean) }}" data-kpi="csat_mean">{{ num2(k.csat_mean) }}</td><td>{{ num2(k.targets.csat_mean) }}</td>
+<td class="{{ verdict(v.csat_good_share) }}" data-kpi="csat_good">{{ pct(k.csat_good_share) }}</td>
+<td>{{ pct(k.targets.csat_good_share) }}</td><td>{{ k.ratings }}</td></tr>
+{% endfor %}</table>{% endif %}
 <h3>{{ L.escalations }}</h3>
 {% if t.r.escalations %}<table class="escalations"><tr><th class="l">{{ L.rule }}</th>
 <th class="l">{{ L.clause }}</th><th class="l">{{ L.tripped_at }}</th>
@@ -107,6 +127,19 @@ def _num(value: float | None) -> str:
     return "–" if value is None else f"{value:,.1f}"
 
 
+def _pct3(value: float | None) -> str:
+    """Availability needs three decimals: 99.9 % against 99.89 % is a missed objective."""
+    return "–" if value is None else f"{100 * value:.3f}%"
+
+
+def _num2(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2f}"
+
+
+def _verdict(met: bool | None) -> str:
+    return "" if met is None else ("ok" if met else "bad")
+
+
 def render_html(report: Report, lang: str) -> bytes:
     labels = labeler(lang)
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
@@ -126,6 +159,7 @@ def render_html(report: Report, lang: str) -> bytes:
                 "daily": Markup(charts.daily_compliance(t, report.compliance_target, labels)),
                 "distribution": Markup(charts.distribution(t.first_responses, labels)),
                 "causes": Markup(charts.causes(t.causes, labels)),
+                "kpis": Markup(charts.kpis(t.kpis, labels)) if t.kpis else "",
             }
             if not t.empty
             else {"r": t}
@@ -136,7 +170,10 @@ def render_html(report: Report, lang: str) -> bytes:
         lang=lang,
         tenants=tenants,
         pct=_pct,
+        pct3=_pct3,
         num=_num,
+        num2=_num2,
+        verdict=_verdict,
         when=lambda at, tz: format_rfc3339(at, tz).replace("T", " ")[:19],
     )
     return html.encode("utf-8")

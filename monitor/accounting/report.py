@@ -13,6 +13,9 @@ Definitions (each figure is reproducible from ``sla-monitor replay`` output):
   by the late response itself); p90 is the nearest-rank percentile.
 * The report is due ``due_working_days`` (5) working days after the month's last day, from
   the tenant's business calendar (3.3): October 2026 -> 2026-11-06.
+* Service-quality KPIs (004 3.3-3.5, 001 3.2-3.3: availability, first-contact resolution,
+  CSAT) per channel of the month, from the input events among the sources, computed by
+  :mod:`monitor.kpi` exactly as ``sla-monitor replay --kpis`` does (see :func:`_kpis`).
 """
 
 from __future__ import annotations
@@ -30,9 +33,12 @@ from monitor.accounting.escalation import Escalation, add_working_days
 from monitor.accounting.ledger import Ledger, build_ledger
 from monitor.accounting.presence import build_presence
 from monitor.accounting.rules import AccountingRules
+from monitor.engine import SlaEngine
 from monitor.errors import CalendarError, SlaMonitorError
-from monitor.events import AgentStatus, SubjectType
+from monitor.events import AgentStatus, Event, SubjectType
+from monitor.kpi import KpiRow, KpiTracker
 from monitor.policy import Policy, PolicySet
+from monitor.replay import Replay
 from monitor.sla_event import Kind, SlaEvent
 from monitor.timeutil import format_rfc3339, from_datetime, to_datetime
 
@@ -154,11 +160,15 @@ class TenantReport:
     ledger: Ledger = field(default_factory=lambda: Ledger((), {}, 0))
     escalations: list[Escalation] = field(default_factory=list)
     open_targets: int = 0  # only warnings so far
+    # 004 3.3-3.5 / 001 3.2-3.3, one row per channel of the month; kpis_known: input events
+    # were among the sources (else nothing could be measured)
+    kpis: list[KpiRow] = field(default_factory=list)
+    kpis_known: bool = False
     notes: list[str] = field(default_factory=list)
 
     @property
     def empty(self) -> bool:
-        return not self.rows and not self.escalations and not self.presence
+        return not self.rows and not self.escalations and not self.presence and not self.kpis
 
 
 @dataclass
@@ -222,6 +232,8 @@ class Report:
                     },
                     "escalations": [e.to_dict(tz) for e in t.escalations],
                     "open_targets": t.open_targets,
+                    "kpis_known": t.kpis_known,
+                    "kpis": [_kpi_dict(k) for k in t.kpis],
                 }
             )
         return out
@@ -236,6 +248,8 @@ class Inputs:
     statuses: list[AgentStatus] = field(default_factory=list)
     # subject id -> sorted instants of bot/system messages; None when no input events were read
     bot_messages: dict[str, list[int]] | None = None
+    # the valid input events (the KPIs' inputs), in source order; None when none were read
+    events: list[Event] | None = None
     sources: list[str] = field(default_factory=list)
 
 
@@ -245,9 +259,12 @@ def build_report(
     # The latest instant the sources know of: a month still in progress (a report read from a
     # running demo's topics) counts presence up to there, not to the month's end.
     horizon = max(
-        [f.detected_at for f in inputs.facts] + [s.occurred_at for s in inputs.statuses],
+        [f.detected_at for f in inputs.facts]
+        + [s.occurred_at for s in inputs.statuses]
+        + [e.occurred_at for e in inputs.events or ()],
         default=None,
     )
+    kpis = _kpis(inputs.events, policies, month, horizon)
     verdicts, retracted, open_ids = _verdicts(inputs.facts)
     by_tenant: dict[str, list[SlaEvent]] = defaultdict(list)
     retracted_by_tenant: Counter[str] = Counter()
@@ -264,7 +281,12 @@ def build_report(
     statuses: dict[str, list[AgentStatus]] = defaultdict(list)
     for status in inputs.statuses:
         statuses[status.tenant].append(status)
-    tenants = sorted(set(by_tenant) | set(statuses) | {e.tenant for e in inputs.escalations})
+    tenants = sorted(
+        set(by_tenant)
+        | set(statuses)
+        | {e.tenant for e in inputs.escalations}
+        | {k.tenant for k in kpis}
+    )
     if tenant is not None:
         tenants = [tenant]
     reports: list[TenantReport] = []
@@ -288,6 +310,22 @@ def build_report(
             horizon=horizon,
         )
         t.open_targets = open_by_tenant[name]
+        t.kpis_known = inputs.events is not None
+        t.kpis = [k for k in kpis if k.tenant == name]
+        if not t.kpis_known:
+            t.notes.append(
+                "service-quality KPIs (004 3.3-3.5, 001 3.2-3.3) are not measured: the input "
+                "events (channel.status, tickets, ratings) were not among the sources"
+            )
+        elif not t.kpis:
+            t.notes.append(
+                f"no KPI inputs (channel statuses, solved tickets, ratings) for {name} in {month}"
+            )
+        elif horizon is not None and horizon < month.bounds(policy.timezone)[1]:
+            t.notes.append(
+                f"the sources end at {format_rfc3339(horizon, policy.timezone)}: channel "
+                "availability is counted up to then"
+            )
         if t.empty:
             t.notes.append(f"no SLA facts, agent statuses or escalations for {name} in {month}")
         reports.append(t)
@@ -306,6 +344,43 @@ def build_report(
         inputs.sources,
         notes,
     )
+
+
+def _kpis(
+    events: list[Event] | None, policies: PolicySet, month: Month, horizon: int | None
+) -> list[KpiRow]:
+    """The month's KPI rows of every tenant (and channel).
+
+    The events go through a replay with a KPI tracker, as ``sla-monitor replay --kpis`` and the
+    worker do: the tracker must see only the events the engine accepts (a duplicate rating or
+    a rating of an unknown ticket must not count, monitor.kpi.tracker), and only the engine
+    knows which those are. Sorted by event time first (stable): Kafka partitions interleave,
+    and channel statuses must come in time order. Channel time is counted up to the month's
+    end, or up to the last instant the sources know of if that is earlier (a month still in
+    progress), as agent presence is."""
+    if not events:
+        return []
+    start, end = month.bounds(_zone(policies))
+    tracker = KpiTracker(policies)
+    replay = Replay(SlaEngine(policies), tracker)
+    for event in sorted(events, key=lambda e: e.occurred_at):
+        replay.feed(event)
+    # The tracker itself, not replay.advance_to: that is a no-op at the clock, and the last
+    # channel's time since its last status would go uncounted (web's whole month, in the test).
+    tracker.advance(end if horizon is None else max(start, min(end, horizon)))
+    return [r for r in tracker.rows() if r.month == str(month)]
+
+
+def _zone(policies: PolicySet) -> ZoneInfo:
+    """The default policy's zone bounds the month for the cap above (every tenant's rows are
+    still cut into months in its own policy's zone by the tracker)."""
+    return _tenant_policy(policies, "*").timezone
+
+
+def _kpi_dict(row: KpiRow) -> dict[str, Any]:
+    out = row.to_dict()
+    del out["tenant"], out["month"]  # the tenant's and the report's
+    return out
 
 
 def _due_date(month: Month, rules: AccountingRules, policy: Policy) -> date | str:

@@ -4,8 +4,10 @@ the input events too) or ``kafka:`` (the configured broker's topics, from the be
 Called by :mod:`monitor.accounting.cli`. Each line or message is one of: an SLA fact (has a
 ``kind`` of warning/breach/met/retraction), an escalation (``kind: escalation``), an
 ``agent.status`` event, or an input event (``message.sent`` from a bot or the system counts
-for the ``bot_only`` cause; other input events are skipped). Anything else stops the report
-with the source and line, so a wrong file is never silently read as an empty month.
+for the ``bot_only`` cause; every valid input event, ``channel.status`` included, feeds the
+service-quality KPIs; an invalid one is skipped and counted on stderr, as replay does).
+Anything else stops the report with the source and line, so a wrong file is never silently
+read as an empty month.
 """
 
 from __future__ import annotations
@@ -22,10 +24,10 @@ from monitor.accounting.escalation import BREACH_COUNT, SLOW_DAYS, escalation_fr
 from monitor.accounting.facts import InvalidFact, fact_from_dict
 from monitor.accounting.report import Inputs, ReportError
 from monitor.errors import InvalidEvent
-from monitor.events import AGENT_STATUS, EventType
+from monitor.events import AGENT_STATUS, Event, EventType
 from monitor.sla_event import Kind
 from monitor.timeutil import parse_rfc3339
-from monitor.validation import agent_status_from_dict
+from monitor.validation import agent_status_from_dict, event_from_dict
 
 KAFKA = "kafka:"
 _FACT_KINDS = frozenset(k.value for k in Kind)
@@ -39,6 +41,8 @@ class Collector:
         self.inputs = Inputs()
         self._bots: dict[str, list[int]] = {}
         self._saw_events = False
+        self._events: list[Event] = []
+        self.invalid: list[str] = []  # input events the KPIs cannot take: where and why
 
     def add(self, obj: Any, where: str) -> None:
         if not isinstance(obj, dict):
@@ -56,7 +60,7 @@ class Collector:
             elif obj.get("type") == AGENT_STATUS:
                 self.inputs.statuses.append(agent_status_from_dict(obj))
             elif obj.get("type") in _INPUT_TYPES:
-                self._input_event(obj)
+                self._input_event(obj, where)
             else:
                 raise ReportError(
                     f"{where}: not an SLA fact, escalation, agent status or input event "
@@ -67,14 +71,26 @@ class Collector:
         except (KeyError, TypeError, ValueError) as exc:
             raise ReportError(f"{where}: malformed {kind or obj.get('type')}: {exc!r}") from None
 
-    def _input_event(self, obj: dict[str, Any]) -> None:
+    def _input_event(self, obj: dict[str, Any], where: str) -> None:
         self._saw_events = True
         if obj.get("type") == EventType.MESSAGE_SENT and obj.get("sender") in ("bot", "system"):
             at = parse_rfc3339(obj["occurred_at"])
             bisect.insort(self._bots.setdefault(str(obj["session_id"]), []), at)
+        try:
+            self._events.append(event_from_dict(obj))
+        except InvalidEvent as exc:
+            # replay reports and skips it, the worker dead-letters it: the KPIs never saw it
+            self.invalid.append(f"{where}: {exc}")
 
     def finish(self) -> Inputs:
         self.inputs.bot_messages = self._bots if self._saw_events else None
+        self.inputs.events = self._events if self._saw_events else None
+        if self.invalid:
+            print(
+                f"report: skipped {len(self.invalid)} invalid input event(s) for the KPIs "
+                f"(replay and the worker skip them too); first: {self.invalid[0]}",
+                file=sys.stderr,
+            )
         return self.inputs
 
 
@@ -95,11 +111,11 @@ def read_sources(sources: Iterable[str], settings: Any = None, progress: bool = 
 def _read_kafka_records(
     collector: Collector, settings: Any, records: Iterable[tuple[str, int, int, bytes]]
 ) -> None:
-    """Adds the broker's records. An input record (``agents``, ``chat.sessions``) the report
-    cannot read was dead-lettered by the worker with its reason: it is skipped and counted on
-    stderr, as the worker did, rather than stopping the report. A record of the ``sla.*``
-    topics the report cannot read is an error, as in a file."""
-    inputs = (settings.topic_agents, settings.topic_chat)
+    """Adds the broker's records. An input record (``agents``, ``chat.sessions``,
+    ``tickets``) the report cannot read was dead-lettered by the worker with its reason: it is
+    skipped and counted on stderr, as the worker did, rather than stopping the report. A
+    record of the ``sla.*`` topics the report cannot read is an error, as in a file."""
+    inputs = (settings.topic_agents, settings.topic_chat, settings.topic_tickets)
     skipped: list[str] = []
     for topic, partition, offset, raw in records:
         where = f"kafka {topic}[{partition}]@{offset}"
@@ -107,8 +123,8 @@ def _read_kafka_records(
             obj = orjson.loads(raw)
             if topic == settings.topic_agents:
                 agent_status_from_dict(obj)
-            elif topic == settings.topic_chat and not _chat_event(obj):
-                raise InvalidEvent("not a chat event (no known type, or fields missing)")
+            elif topic in inputs[1:] and not _chat_event(obj):
+                raise InvalidEvent("not an input event (no known type, or fields missing)")
         except orjson.JSONDecodeError as exc:
             if topic not in inputs:
                 raise ReportError(f"{where}: not JSON ({exc.msg})") from None

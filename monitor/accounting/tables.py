@@ -1,5 +1,6 @@
 """The report's tables as rows of cells, shared by the CSV and XLSX renderers (finance's
-forms): summary, causes, presence, escalations and the penalty ledger, per tenant."""
+forms): summary, causes, presence, escalations, the service-quality KPIs (004 3.3-3.5) and
+the penalty ledger, per tenant."""
 
 from __future__ import annotations
 
@@ -59,8 +60,48 @@ def tables(report: Report, labels: dict[str, str]) -> Iterator[tuple[str, list[l
             L["currency"],
         ]
     ]
+    kpis: list[list[Cell]] = [
+        [
+            L["tenant"],
+            L["channel"],
+            L["availability"],
+            f"{L['availability']} {L['objective']}",
+            L["service_hours"],
+            L["down_minutes"],
+            L["fcr"],
+            f"{L['fcr']} {L['target']}",
+            L["solved"],
+            L["first_contact"],
+            L["csat_mean"],
+            f"{L['csat_mean']} {L['target']}",
+            L["csat_good"],
+            f"{L['csat_good']} {L['target']}",
+            L["ratings"],
+        ]
+    ]
     for t in report.tenants:
         tz = ZoneInfo(t.timezone)
+        for k in t.kpis:
+            g = k.targets
+            kpis.append(
+                [
+                    t.tenant,
+                    k.channel,
+                    k.availability,
+                    g.availability,
+                    k.service_seconds / 3600,
+                    k.unavailable_seconds / 60,
+                    k.fcr,
+                    g.first_contact_resolution,
+                    k.solved,
+                    k.first_contact,
+                    k.csat_mean,
+                    g.csat_mean,
+                    k.csat_good_share,
+                    g.csat_good_share,
+                    k.ratings,
+                ]
+            )
         for r in t.rows:
             f = r.figures
             summary.append(
@@ -123,4 +164,5 @@ def tables(report: Report, labels: dict[str, str]) -> Iterator[tuple[str, list[l
     yield "causes", causes
     yield "presence", presence
     yield "escalations", escalations
+    yield "kpis", kpis
     yield "ledger", ledger

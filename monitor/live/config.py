@@ -184,9 +184,12 @@ class Settings:
     @property
     def report_topics(self) -> tuple[str, ...]:
         """What ``sla-monitor report kafka:`` reads from the beginning: kept for months. The
-        chat input too: its bot and system messages decide the ``bot_only`` breach cause."""
+        chat input too: its bot and system messages decide the ``bot_only`` breach cause; and
+        the ticket input, whose tickets, ratings and ``channel.status`` events the KPIs of
+        004 3.3-3.5 are measured from (session ratings are on the chat input)."""
         return (
             self.topic_chat,
+            self.topic_tickets,
             self.topic_outcomes,
             self.topic_breaches,
             self.topic_escalations,

@@ -101,7 +101,7 @@ def test_csv_and_xlsx_carry_the_ledger_and_its_total(
     )
     assert done.returncode == 0, done.stderr
     book = load_workbook(out)
-    assert book.sheetnames == ["summary", "causes", "presence", "escalations", "ledger"]
+    assert book.sheetnames == ["summary", "causes", "presence", "escalations", "kpis", "ledger"]
     sheet = book["ledger"]
     assert sheet.max_row == breaches + 2
     assert sheet.cell(sheet.max_row, 3).value == "合计"
