@@ -67,6 +67,24 @@ class CalendarError(SlaMonitorError):
     code = Reason.CALENDAR
 
 
+class StateError(SlaMonitorError):
+    """A stored subject record (a Faust table value) cannot be read: written by an
+    incompatible release, or not a record at all. ``key`` is the record's store key (None
+    when the caller did not say), ``format`` the format number seen (None: unreadable)."""
+
+    def __init__(self, key: str | None, found: object, expected: int) -> None:
+        self.key = key
+        self.format = found
+        where = "a state record" if key is None else f"the state record of {key!r}"
+        seen = "is unreadable" if found is None else f"has format {found!r}"
+        super().__init__(
+            f"{where} {seen}, but this release reads format {expected}: it was written by "
+            "another sla-monitor release (run that one), or the store holds foreign data "
+            "(start from an empty store: remove the worker's data directory and its changelog "
+            "topic, then let it rebuild from the input)"
+        )
+
+
 class InvalidEvent(SlaMonitorError):
     """An input event failed validation. ``reason`` is precise enough to fix the producer;
     ``code`` says which kind of failure it is (:class:`Reason`)."""
