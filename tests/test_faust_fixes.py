@@ -1,5 +1,5 @@
 """The worker's own guards against input loss, without a broker: the hole detector of the agent
-and the fetch fix of :mod:`monitor.live.faust_fixes` (the live tests in test_recovery.py show
+and the fixes of :mod:`monitor.live.faust_fixes` (the live tests in tests/live/test_recovery.py show
 the end-to-end effect: a SIGKILLed worker loses nothing)."""
 
 from __future__ import annotations
