@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 TOOLS_BIN := .tools/bin
 GO_TOOLS  := $(TOOLS_BIN)/dashboard-linter $(TOOLS_BIN)/kubeconform
 
-.PHONY: demo test lint typecheck unit tools kafka-jars replay-sample golden bench clean
+.PHONY: demo test lint typecheck unit all-tests tools kafka-jars replay-sample golden bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,7 +20,7 @@ demo: $(STAMP)
 	$(BIN)/sla-monitor demo
 
 ## Lint, type-check and the whole test suite, as CI runs it.
-test: $(STAMP) lint typecheck unit
+test: $(STAMP) lint typecheck all-tests
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -29,8 +29,14 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-unit: $(STAMP) tools kafka-jars
+## Every test, the live ones on Tansu and on Apache Kafka included.
+all-tests: $(STAMP) tools kafka-jars
 	$(BIN)/pytest
+
+## The quick loop: every test that needs no broker (`-m "not broker"`: tests/live/ is skipped,
+## and so are the Kafka jars). `make test` still runs everything.
+unit: $(STAMP) tools
+	$(BIN)/pytest -m "not broker"
 
 ## System tools the tests use for real (Debian's packages): promtool and prometheus;
 ## prometheus-alertmanager (with amtool) for the end-to-end alerting test; kcat, a librdkafka

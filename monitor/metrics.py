@@ -38,16 +38,19 @@ Label cardinality stays bounded: no subject ids or sla ids; ``tenant``, ``channe
 per-label cap (``max_label_values``) folds any value beyond the first N into ``"other"``, so a
 producer that puts free text into ``channel`` cannot blow up the time-series database.
 Missing values (a ticket without a channel, a chat without a priority) read ``"none"``.
-Invalid-event reasons are free text; :func:`reason_code` maps them to :data:`REASON_CODES`.
+Dead-letter reasons are counted by code (:class:`monitor.errors.Reason`, set where the error is
+raised); :func:`reason_code` reads the code of a reason passed as text only.
 """
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterable
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
+from monitor.errors import Reason
 from monitor.events import AGENT_STATUS, EventType
 from monitor.sla_event import Kind, SlaEvent
 
@@ -111,32 +114,55 @@ DETECTION_BUCKETS: tuple[float, ...] = (
     float("inf"),
 )
 
-# Codes for ``sla_input_invalid_total{reason}``; see reason_code(). Seven codes × the input
-# topics: bounded whatever producers send.
-REASON_CODES: tuple[str, ...] = (
-    "json",  # not JSON, not UTF-8, not a JSON object
-    "too_large",  # over monitor.validation.MAX_EVENT_BYTES
-    "unknown_type",  # a ``type`` this monitor does not know
-    "missing_field",  # a required field is absent
-    "timestamp",  # a timestamp that is not RFC 3339 with an offset
-    "schema",  # any other schema violation (wrong JSON type, enum, length, pattern)
-    "rejected",  # valid, but the engine cannot apply it (RejectedEvent: unknown subject, ...)
-    OTHER,
-)
+# Codes for ``sla_input_invalid_total{reason}``: monitor.errors.Reason, set where each error is
+# raised. About twenty codes × the input topics: bounded whatever producers send.
+REASON_CODES: tuple[str, ...] = tuple(code.value for code in Reason)
 
-# Ordered: the first rule whose needle occurs in the lower-cased reason wins. The needles
-# follow the wording of monitor.validation, monitor.timeutil and monitor.engine. Rejections
-# come first because their text quotes a subject id, which could contain any other needle;
-# missing fields before timestamps ("occurred_at: missing (required)"); timestamps before the
-# generic schema words, since their messages also say "expected".
-_REASON_RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("rejected", ("was seen", "was already", "already started", "already created", "rejected")),
-    ("too_large", ("over the limit",)),
-    ("json", ("not json", "not utf-8", "json object", "decode")),
-    ("unknown_type", ("unknown event type",)),
-    ("missing_field", ("missing", "required")),
-    ("timestamp", ("rfc 3339", "utc offset", "timestamp", "date-time")),
-    ("schema", ("expected", "is not one of", "too long", "empty", "schema", "does not match")),
+# For callers that pass a reason's text without its code: today the live worker
+# (monitor/live/app.py keeps only ``str(exc)`` in its batch's dead letters), plus the fixed texts
+# it writes itself (tombstone, misroute, internal error). One anchored pattern per message form
+# that monitor.validation, monitor.engine, monitor.policy, monitor.calendar and monitor.live
+# produce, so a quoted subject id cannot steer the match; tests/test_metrics.py checks that each
+# real error's text maps back to the code it was raised with. Order: most specific first.
+_REASON_TEXTS: tuple[tuple[Reason, re.Pattern[str]], ...] = tuple(
+    (code, re.compile(pattern, re.DOTALL))
+    for code, pattern in (
+        (Reason.TOO_LARGE, r"event is \d+ bytes, over the limit of \d+ bytes$"),
+        (Reason.JSON, r"not UTF-8: |not JSON: |expected a JSON object, got \w+$"),
+        (Reason.MISSING_FIELD, r"[^\s:]+: missing \(required( for \S+ events)?\)$"),
+        (Reason.UNKNOWN_TYPE, r"type: unknown event type "),
+        (Reason.MISROUTED, r"type: .* is not agent\.status \(topic agents\)$"),
+        (
+            Reason.TIMESTAMP,
+            r"occurred_at: (expected an RFC 3339 string, got \w+$|.* is not an RFC 3339 date-time"
+            r"|.* has no UTC offset|.* is not in RFC 3339 form)",
+        ),
+        (
+            Reason.UNKNOWN_SUBJECT,
+            r"\S+ for .*, but no (session\.started|ticket\.created) was seen$",
+        ),
+        (
+            Reason.DUPLICATE_SUBJECT,
+            r"(session .* was already started|ticket .* was already created)$",
+        ),
+        (Reason.NO_POLICY, r"no policy covers \S+ of tenant .* and none is the default$"),
+        (Reason.NO_TARGET, r"no \S+ target matches priority="),
+        (Reason.POLICY_UNLOADED, r"policy .* of a stored subject is no longer loaded$"),
+        (Reason.APPEAL_REJECTED, r"appeal rejected: "),
+        (Reason.NOT_FOR_ENGINE, r"\S+ has no SLA clock: "),
+        (
+            Reason.CALENDAR,
+            r"calendar .*: (cannot tell whether .* is a working day|no working time in)",
+        ),
+        (Reason.INTERNAL, r"internal error: |the schema accepts this event but the fast path"),
+        (Reason.TOMBSTONE, r"empty message value"),
+        (Reason.MISROUTED, r"a \S+ event on topic |message key .* is not the (subject|agent) id "),
+        (
+            Reason.SCHEMA,
+            r"([^\s:]+: )?(expected \w+, got \w+$|.* is not one of |too long: \d+ characters"
+            r"|must not be empty$)",
+        ),
+    )
 )
 
 CLOCK_MODES = ("wall", "event")
@@ -144,17 +170,17 @@ _KNOWN_TYPES = frozenset(t.value for t in EventType) | {AGENT_STATUS}  # + issue
 
 
 def reason_code(reason: str) -> str:
-    """Maps a free-text validation or rejection reason to one of :data:`REASON_CODES`.
+    """The :class:`~monitor.errors.Reason` code of a dead-letter reason given as text only.
 
-    Called by :meth:`SlaMetrics.event_invalid`; the worker may also use it to tag dead
-    letters. A reason that already is a code passes through unchanged.
+    Called by :meth:`SlaMetrics.event_invalid` when its caller passed no code. A reason that
+    already is a code passes through unchanged; a text no pattern knows is ``"other"``.
     """
-    text = reason.strip().lower()
-    if text in REASON_CODES:
-        return text
-    for code, needles in _REASON_RULES:
-        if any(needle in text for needle in needles):
-            return code
+    text = reason.strip()
+    if text.lower() in REASON_CODES:
+        return text.lower()
+    for code, pattern in _REASON_TEXTS:
+        if pattern.match(text):
+            return code.value
     return OTHER
 
 
@@ -375,12 +401,14 @@ class SlaMetrics:
         child.inc()
         self.input_messages.inc()
 
-    def event_invalid(self, topic: str, reason: str) -> None:
-        """Counts one input message sent to the dead-letter topic; ``reason`` may be free
-        text (an :class:`~monitor.errors.InvalidEvent` or ``RejectedEvent`` reason)."""
+    def event_invalid(self, topic: str, reason: str, code: Reason | None = None) -> None:
+        """Counts one input message sent to the dead-letter topic under ``code``, the ``code``
+        of the :class:`~monitor.errors.InvalidEvent`, ``RejectedEvent`` or ``CalendarError``
+        that refused it. Without one, :func:`reason_code` reads it from ``reason``'s text."""
         if topic not in self._known_topics:
             self._init_topic(topic)
-        self.input_invalid.labels(topic=topic, reason=reason_code(reason)).inc()
+        label = reason_code(reason) if code is None else code.value
+        self.input_invalid.labels(topic=topic, reason=label).inc()
         self.input_messages.inc()
 
     def offsets_skipped(self, topic: str, count: int) -> None:

@@ -30,7 +30,7 @@ from jsonschema.exceptions import ValidationError
 from referencing._core import Resolver
 
 from monitor import schemas, traffic
-from monitor.errors import ConfigError, InvalidEvent
+from monitor.errors import ConfigError, InvalidEvent, Reason
 from monitor.events import (
     AGENT_STATUS,
     CHANNEL_EVENT_TYPES,
@@ -218,17 +218,19 @@ def explain(obj: object) -> InvalidEvent:
     for the rare bad event.
     """
     if not isinstance(obj, dict):
-        return InvalidEvent(f"expected a JSON object, got {_json_type(obj)}")
+        return InvalidEvent(f"expected a JSON object, got {_json_type(obj)}", code=Reason.JSON)
     errors = list(schemas.validator(schemas.ENVELOPE).iter_errors(obj))
     if errors:
         return min((_describe(e) for e in errors), key=lambda d: d[0])[1]
     try:
         parse_rfc3339(obj["occurred_at"])
     except ValueError as exc:
-        return InvalidEvent(str(exc), "occurred_at")
+        return InvalidEvent(str(exc), "occurred_at", code=Reason.TIMESTAMP)
     # Unreachable unless the table compiler and the schema disagree; the Hypothesis test in
     # tests/test_validation.py exists to keep it that way.
-    return InvalidEvent("the schema accepts this event but the fast path does not (a bug)")
+    return InvalidEvent(
+        "the schema accepts this event but the fast path does not (a bug)", code=Reason.INTERNAL
+    )
 
 
 def bench_validation(n: int = 200_000) -> float:
@@ -625,7 +627,10 @@ def _compile_field(
 def _check_size(raw: bytes | str) -> None:
     size = len(raw) if isinstance(raw, bytes) else len(raw.encode("utf-8", "surrogatepass"))
     if size > MAX_EVENT_BYTES:
-        raise InvalidEvent(f"event is {size} bytes, over the limit of {MAX_EVENT_BYTES} bytes")
+        raise InvalidEvent(
+            f"event is {size} bytes, over the limit of {MAX_EVENT_BYTES} bytes",
+            code=Reason.TOO_LARGE,
+        )
 
 
 def _undecodable(raw: bytes | str, exc: orjson.JSONDecodeError) -> InvalidEvent:
@@ -635,8 +640,10 @@ def _undecodable(raw: bytes | str, exc: orjson.JSONDecodeError) -> InvalidEvent:
         else:
             raw.encode("utf-8")
     except (UnicodeDecodeError, UnicodeEncodeError) as bad:
-        return InvalidEvent(f"not UTF-8: {bad.reason} at position {bad.start}")
-    return InvalidEvent(f"not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}")
+        return InvalidEvent(f"not UTF-8: {bad.reason} at position {bad.start}", code=Reason.JSON)
+    return InvalidEvent(
+        f"not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", code=Reason.JSON
+    )
 
 
 def _json_type(value: object) -> str:
@@ -670,12 +677,16 @@ def _describe(error: ValidationError) -> tuple[tuple[int, str], InvalidEvent]:
         name = missing[0] if missing else "?"
         what = value.get("type") if isinstance(value, dict) else None
         reason = f"missing (required for {what} events)" if what else "missing (required)"
-        return (0 if name == "type" else 1, name), InvalidEvent(reason, name)
+        return (0 if name == "type" else 1, name), InvalidEvent(
+            reason, name, code=Reason.MISSING_FIELD
+        )
     rank = 0 if path == "type" else 2
+    code = Reason.SCHEMA
     if keyword == "type":
         reason = f"expected {expected}, got {_json_type(value)}"
     elif keyword == "enum" and path == "type":
         reason = f"unknown event type {value!r}"
+        code = Reason.UNKNOWN_TYPE
     elif keyword in {"enum", "const"}:
         allowed = expected if keyword == "enum" else [expected]
         reason = f"{value!r} is not one of {', '.join(map(str, allowed))}"
@@ -685,9 +696,10 @@ def _describe(error: ValidationError) -> tuple[tuple[int, str], InvalidEvent]:
         reason = "must not be empty" if expected == 1 else error.message
     elif keyword == "pattern" and path == "occurred_at":
         reason = _timestamp_reason(value)
+        code = Reason.TIMESTAMP
     else:
         reason = error.message
-    return (rank, path), InvalidEvent(reason, path)
+    return (rank, path), InvalidEvent(reason, path, code=code)
 
 
 def _timestamp_reason(text: str) -> str:
@@ -742,16 +754,20 @@ def parse_agent_status(raw: bytes | str) -> AgentStatus:
 def agent_status_from_dict(obj: object) -> AgentStatus:
     """Validates a decoded ``agent.status`` object and builds the record."""
     if not isinstance(obj, dict):
-        raise InvalidEvent(f"expected a JSON object, got {_json_type(obj)}")
+        raise InvalidEvent(f"expected a JSON object, got {_json_type(obj)}", code=Reason.JSON)
     if obj.get("type") != AGENT_STATUS:
-        raise InvalidEvent(f"{obj.get('type')!r} is not {AGENT_STATUS} (topic agents)", "type")
+        raise InvalidEvent(
+            f"{obj.get('type')!r} is not {AGENT_STATUS} (topic agents)",
+            "type",
+            code=Reason.MISROUTED,
+        )
     errors = list(schemas.validator(AGENT_SCHEMA).iter_errors(obj))
     if errors:
         raise min((_describe(e) for e in errors), key=lambda d: d[0])[1]
     try:
         at = parse_rfc3339(obj["occurred_at"])
     except ValueError as exc:
-        raise InvalidEvent(str(exc), "occurred_at") from None
+        raise InvalidEvent(str(exc), "occurred_at", code=Reason.TIMESTAMP) from None
     return AgentStatus(
         obj["event_id"],
         at,

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from monitor.engine import DeadlineIndex, SubjectState
+from monitor.errors import StateError
 from monitor.sla_event import Kind
 from tests.factories import Run, ev, t
 
@@ -95,3 +97,16 @@ def test_due_bound_never_passes_a_pending_deadline(ops: list[tuple[str, str, int
 
 def test_instants_are_microseconds() -> None:
     assert t("2026-10-08T01:00:00Z") == t("2026-10-08 09:00")
+
+
+def test_a_record_of_another_format_names_its_key_and_the_format_seen() -> None:
+    state = busy_run().replay.states["t:T1"]
+    other = b"[2" + state.to_bytes()[2:]  # the format number is the first item
+    with pytest.raises(StateError) as raised:
+        SubjectState.from_bytes(other, key=b"t:T1")
+    assert (raised.value.key, raised.value.format) == ("t:T1", 2)
+    assert "'t:T1' has format 2, but this release reads format 1" in str(raised.value)
+    for junk in (b"", b"{}", b"7", b"[]"):
+        with pytest.raises(StateError, match="a state record is unreadable") as raised:
+            SubjectState.from_bytes(junk)
+        assert raised.value.format is None

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,10 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 import monitor.metrics as metrics_module
+from monitor.calendar import ChinaCalendar
+from monitor.engine import SlaEngine
+from monitor.errors import CalendarError, InvalidEvent, Reason, RejectedEvent
+from monitor.events import Event, SubjectType
 from monitor.metrics import (
     DETECTION_BUCKETS,
     REASON_CODES,
@@ -20,12 +26,16 @@ from monitor.metrics import (
     SlaMetrics,
     reason_code,
 )
+from monitor.policy import load_policy_set
 from monitor.sla_event import Kind, Metric, Penalty, Period, SlaEvent
 from monitor.timeutil import Micros, seconds
+from monitor.validation import MAX_EVENT_BYTES, parse_agent_status, parse_event
+from tests.factories import default_policies, ev
 
 ROOT = Path(__file__).resolve().parents[1]
 DASHBOARD = ROOT / "deploy" / "grafana" / "sla-monitor.json"
 RULES = ROOT / "deploy" / "prometheus" / "rules.yml"
+POLICIES = ROOT / "deploy" / "policies"
 T0 = Micros(1_780_000_000_000_000)
 
 
@@ -258,36 +268,145 @@ def test_topics_given_up_front_have_zero_dead_letter_series(registry: CollectorR
         assert registry.get_sample_value("sla_input_invalid_total", labels) == 0
 
 
+def _raised(action: Callable[[], object]) -> InvalidEvent | RejectedEvent | CalendarError:
+    try:
+        action()
+    except (InvalidEvent, RejectedEvent, CalendarError) as exc:
+        return exc
+    raise AssertionError("expected an InvalidEvent, RejectedEvent or CalendarError")
+
+
+_BASE = {
+    "event_id": "e1",
+    "type": "session.started",
+    "occurred_at": "2026-10-09T10:00:00+08:00",
+    "tenant": "acme",
+    "session_id": "S-1",
+    "channel": "web",
+}
+
+
+def _event(**changes: object) -> bytes:
+    obj = {**_BASE, **changes}
+    return json.dumps({k: v for k, v in obj.items() if v is not None}).encode()
+
+
+def _engine_rejects(*events: Event) -> None:
+    engine = SlaEngine(default_policies())
+    state = None
+    for event in events:
+        state = engine.apply(state, event, event.occurred_at).state
+
+
+# Each case makes the code under test raise for real, so the table cannot drift from the
+# messages the monitor writes. Subject ids quote needles of other codes on purpose.
+_RAISED: list[tuple[str, Callable[[], object], Reason]] = [
+    ("too large", lambda: parse_event(b" " * (MAX_EVENT_BYTES + 1)), Reason.TOO_LARGE),
+    ("not utf-8", lambda: parse_event(b'{"a": "\xff"}'), Reason.JSON),
+    ("not json", lambda: parse_event(b"{"), Reason.JSON),
+    ("not an object", lambda: parse_event(b"[1]"), Reason.JSON),
+    ("unknown type", lambda: parse_event(_event(type="chat.started")), Reason.UNKNOWN_TYPE),
+    ("missing id", lambda: parse_event(_event(session_id=None)), Reason.MISSING_FIELD),
+    ("missing time", lambda: parse_event(_event(occurred_at=None)), Reason.MISSING_FIELD),
+    (
+        "naive time",
+        lambda: parse_event(_event(occurred_at="2026-10-09T10:00:00")),
+        Reason.TIMESTAMP,
+    ),
+    ("no time", lambda: parse_event(_event(occurred_at="yesterday")), Reason.TIMESTAMP),
+    ("time not a string", lambda: parse_event(_event(occurred_at=5)), Reason.SCHEMA),
+    ("wrong json type", lambda: parse_event(_event(channel=5)), Reason.SCHEMA),
+    ("empty", lambda: parse_event(_event(tenant="")), Reason.SCHEMA),
+    ("too long", lambda: parse_event(_event(tenant="x" * 300)), Reason.SCHEMA),
+    (
+        "not one of",
+        lambda: parse_event(_event(type="message.sent", channel=None, sender="robot")),
+        Reason.SCHEMA,
+    ),
+    ("agent topic", lambda: parse_agent_status(_event()), Reason.MISROUTED),
+    (
+        "unknown subject",
+        lambda: _engine_rejects(ev("message.sent", "no policy covers", "2026-10-09 10:00")),
+        Reason.UNKNOWN_SUBJECT,
+    ),
+    (
+        "started twice",
+        lambda: _engine_rejects(
+            ev("session.started", "S-2", "2026-10-09 10:00"),
+            ev("session.started", "S-2", "2026-10-09 10:01"),
+        ),
+        Reason.DUPLICATE_SUBJECT,
+    ),
+    (
+        "appeal without a window",
+        lambda: _engine_rejects(
+            ev("ticket.created", "T-1", "2026-10-09 10:00"),
+            ev("ticket.appealed", "T-1", "2026-10-09 10:01"),
+        ),
+        Reason.APPEAL_REJECTED,
+    ),
+    (
+        "channel status",
+        lambda: _engine_rejects(
+            parse_event(
+                b'{"event_id": "c1", "type": "channel.status", "tenant": "acme", '
+                b'"occurred_at": "2026-10-09T10:00:00+08:00", "channel": "web", "status": "up"}'
+            )
+        ),
+        Reason.NOT_FOR_ENGINE,
+    ),
+    (
+        "no policy",
+        lambda: load_policy_set(POLICIES / "service-sla.yaml").for_subject(
+            "acme", SubjectType.CHAT_SESSION
+        ),
+        Reason.NO_POLICY,
+    ),
+    ("policy gone", lambda: default_policies().named("retired"), Reason.POLICY_UNLOADED),
+    ("calendar", lambda: ChinaCalendar().is_working_day(date(2027, 1, 4)), Reason.CALENDAR),
+]
+
+
+@pytest.mark.parametrize(("action", "code"), [c[1:] for c in _RAISED], ids=[c[0] for c in _RAISED])
+def test_errors_carry_their_code_and_their_text_reads_back_to_it(
+    action: Callable[[], object], code: Reason
+) -> None:
+    exc = _raised(action)
+    assert exc.code is code
+    # The live worker hands metrics the text only (monitor/live/app.py): same code from it.
+    assert reason_code(str(exc)) == code.value
+    assert code.value in REASON_CODES
+
+
 @pytest.mark.parametrize(
     ("reason", "code"),
     [
-        # monitor.validation
-        ("event is 70000 bytes, over the limit of 65536 bytes", "too_large"),
-        ("not UTF-8: invalid start byte at position 3", "json"),
-        ("not JSON: unexpected character at line 1 column 2", "json"),
-        ("expected a JSON object, got array", "json"),
-        ("type: unknown event type 'chat.started'", "unknown_type"),
-        ("session_id: missing (required for session.started events)", "missing_field"),
-        ("occurred_at: missing (required)", "missing_field"),
-        ("'tenant' is a required property", "missing_field"),
-        ("occurred_at: 'yesterday' is not an RFC 3339 date-time", "timestamp"),
-        ("occurred_at: '2026-05-11T09:00:00' has no UTC offset (naive)", "timestamp"),
-        ("channel: expected string, got number", "schema"),
-        ("sender: 'robot' is not one of customer, agent, bot, system", "schema"),
-        ("tenant: too long: 300 characters, at most 128 allowed", "schema"),
-        ("tenant: must not be empty", "schema"),
-        # monitor.engine (RejectedEvent), quoting a subject id that contains another needle
-        ("message.sent for 'json-timestamp', but no session was seen", "rejected"),
-        ("session 's-1' was already started", "rejected"),
+        # written by the live worker itself (monitor/live/app.py, escalation_agent.py)
+        ("empty message value (a tombstone?)", "tombstone"),
+        ("internal error: KeyError('session_id')", "internal"),
+        ("a chat_session event on topic 'tickets'", "misrouted"),
+        (
+            "message key b'S-9' is not the subject id 'was already started' "
+            "(a subject's events must share one partition)",
+            "misrouted",
+        ),
         # codes pass through; anything else is "other"
         ("schema", "schema"),
         ("  JSON ", "json"),
         ("the disk is on fire", "other"),
     ],
 )
-def test_reason_code(reason: str, code: str) -> None:
+def test_reason_code_of_the_worker_texts(reason: str, code: str) -> None:
     assert reason_code(reason) == code
     assert code in REASON_CODES
+
+
+def test_a_code_given_wins_over_the_text(m: SlaMetrics, registry: CollectorRegistry) -> None:
+    m.event_invalid("cs.events", "not JSON: unexpected character", Reason.NO_POLICY)
+    labels = {"topic": "cs.events", "reason": "no_policy"}
+    assert registry.get_sample_value("sla_input_invalid_total", labels) == 1
+    labels = {"topic": "cs.events", "reason": "json"}
+    assert registry.get_sample_value("sla_input_invalid_total", labels) == 0
 
 
 # --- worker state -----------------------------------------------------------------------------

@@ -3,6 +3,8 @@ message naming the file, the field and the problem."""
 
 from __future__ import annotations
 
+import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from monitor import schemas
 from monitor.errors import ConfigError, PolicyError
 from monitor.events import SubjectType
 from monitor.policy import load_policy_set
@@ -132,3 +135,27 @@ def test_cli_check_stops_with_the_message(tmp_path: Path) -> None:
     )
     assert proc.returncode == 2
     assert f"{path}: timezone: unknown time zone 'Nowhere/Land'" in proc.stderr
+
+
+def test_policies_are_checked_against_the_schema_directory_in_effect(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One schema loader (monitor.schemas): $SLA_MONITOR_SCHEMAS applies to policies too."""
+    copy = tmp_path / "schemas"
+    shutil.copytree(schemas.SCHEMA_DIR, copy)
+    policy_schema = copy / "policy.schema.json"
+    doc = json.loads(policy_schema.read_text())
+    doc["properties"]["policy"]["maxLength"] = 3  # a deployment's stricter schema
+    policy_schema.write_text(json.dumps(doc))
+    path = write(tmp_path, bundled("online-chat"))
+    try:
+        load_policy_set(path)  # the bundled schema accepts the name
+        monkeypatch.setenv(schemas.ENV_VAR, str(copy))
+        with pytest.raises(PolicyError) as raised:
+            load_policy_set(path)
+        assert raised.value.field == "policy"
+        monkeypatch.setenv(schemas.ENV_VAR, str(tmp_path / "missing"))
+        with pytest.raises(ConfigError, match=r"policy\.schema\.json not found"):
+            load_policy_set(path)
+    finally:
+        schemas.clear_cache()

@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo
 
 from monitor.calendar import WorkingTime
 from monitor.engine.state import SlaClock, SubjectState, event_digest, state_key
-from monitor.errors import RejectedEvent
+from monitor.errors import Reason, RejectedEvent
 from monitor.events import Actor, Event, EventType, SubjectType, TicketStatus
 from monitor.policy.model import (
     AppealPolicy,
@@ -109,7 +109,8 @@ class SlaEngine:
             if event.subject_type is SubjectType.CHANNEL:  # the rare path: no cost per event
                 raise RejectedEvent(
                     f"{event.type} has no SLA clock: it feeds the availability KPI "
-                    "(monitor.kpi.KpiTracker), not the engine"
+                    "(monitor.kpi.KpiTracker), not the engine",
+                    code=Reason.NOT_FOR_ENGINE,
                 )
             if event.type not in _CREATING:
                 noun = (
@@ -118,7 +119,8 @@ class SlaEngine:
                     else "ticket.created"
                 )
                 raise RejectedEvent(
-                    f"{event.type} for {event.subject_id!r}, but no {noun} was seen"
+                    f"{event.type} for {event.subject_id!r}, but no {noun} was seen",
+                    code=Reason.UNKNOWN_SUBJECT,
                 )
         elif digest in state.seen:
             return Step(state, [], duplicate=True)
@@ -483,7 +485,9 @@ def _new_state(run: _Run, event: Event, priority: str) -> SubjectState:
 
 def _session_started(run: _Run, event: Event, state: SubjectState | None) -> SubjectState:
     if state is not None:
-        raise RejectedEvent(f"session {event.subject_id!r} was already started")
+        raise RejectedEvent(
+            f"session {event.subject_id!r} was already started", code=Reason.DUPLICATE_SUBJECT
+        )
     state = _new_state(run, event, event.priority or "normal")
     state.clock_start = event.occurred_at  # 002 1.3: from the request, as the system records it
     run.start_clock(state, _FIRST_RESPONSE, 0, event.occurred_at)
@@ -509,7 +513,9 @@ def _session_closed(run: _Run, event: Event, state: SubjectState | None) -> Subj
 
 def _ticket_created(run: _Run, event: Event, state: SubjectState | None) -> SubjectState:
     if state is not None:
-        raise RejectedEvent(f"ticket {event.subject_id!r} was already created")
+        raise RejectedEvent(
+            f"ticket {event.subject_id!r} was already created", code=Reason.DUPLICATE_SUBJECT
+        )
     state = _new_state(run, event, event.priority or "P4")
     if event.designated is not False:  # 000 5.2: recorded on a designated channel
         _start_ticket_clocks(run, state, event.occurred_at)
@@ -590,12 +596,14 @@ def _ticket_appealed(run: _Run, event: Event, state: SubjectState | None) -> Sub
     if appeal is None:
         raise RejectedEvent(
             f"appeal rejected: policy {state.policy!r} has no appeal window (003 5.1); add "
-            "`appeal: {within: ...}` to it or do not send ticket.appealed for its tenants"
+            "`appeal: {within: ...}` to it or do not send ticket.appealed for its tenants",
+            code=Reason.APPEAL_REJECTED,
         )
     if result is None or at < result:
         raise RejectedEvent(
             f"appeal rejected: ticket {state.subject_id!r} has no result to appeal at "
-            f"{format_rfc3339(at, tz)} ({appeal.clause}: an appeal follows the result)"
+            f"{format_rfc3339(at, tz)} ({appeal.clause}: an appeal follows the result)",
+            code=Reason.APPEAL_REJECTED,
         )
     used = run.measure(appeal.clock, result, at)
     if used > appeal.within:
@@ -603,7 +611,8 @@ def _ticket_appealed(run: _Run, event: Event, state: SubjectState | None) -> Sub
             f"appeal rejected: {format_rfc3339(at, tz)} is "
             f"{used / MICROS_PER_SECOND:.0f} s after the result at {format_rfc3339(result, tz)}, "
             f"outside the {appeal.within / MICROS_PER_SECOND:.0f} s {appeal.clock} window of "
-            f"{appeal.clause}"
+            f"{appeal.clause}",
+            code=Reason.APPEAL_REJECTED,
         )
     state.appeals += 1
     if appeal.reopens:  # the review: a new resolution target from the appeal

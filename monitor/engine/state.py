@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 
+from monitor.errors import StateError
 from monitor.events import SubjectType
 from monitor.policy.model import ClockKind
 from monitor.sla_event import AnyMetric, EscalationMetric, Metric, Period
@@ -197,10 +198,16 @@ class SubjectState:
         )
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> SubjectState:
-        raw = orjson.loads(data)
-        if raw[0] != _FORMAT:
-            raise ValueError(f"state record format {raw[0]} is not {_FORMAT}")
+    def from_bytes(cls, data: bytes, key: str | bytes | None = None) -> SubjectState:
+        """The record :meth:`to_bytes` wrote. Raises :class:`StateError` (naming ``key``, the
+        store key, when given) for a record of another format or no record at all."""
+        try:
+            raw = orjson.loads(data)
+            found = raw[0]
+        except (orjson.JSONDecodeError, TypeError, KeyError, IndexError):
+            raise StateError(_key_text(key), None, _FORMAT) from None
+        if found != _FORMAT:
+            raise StateError(_key_text(key), found, _FORMAT)
         # An 18th item, the appeal count (003 5.1), is written only when non-zero: records
         # of every other subject keep their layout, and older records read as no appeals.
         (_, st, sid, tenant, policy, channel, priority, created, last, start, status, finished,
@@ -224,6 +231,10 @@ class SubjectState:
             clocks=tuple(SlaClock.from_list(c) for c in clocks),
             appeals=appeals[0] if appeals else 0,
         )
+
+
+def _key_text(key: str | bytes | None) -> str | None:
+    return key.decode(errors="replace") if isinstance(key, bytes) else key
 
 
 def state_key(subject_type: SubjectType | str, subject_id: str) -> str:

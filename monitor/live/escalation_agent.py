@@ -51,7 +51,7 @@ import orjson
 
 from monitor.accounting.escalation import Escalator, TenantState
 from monitor.accounting.facts import InvalidFact, fact_from_dict
-from monitor.errors import InvalidEvent
+from monitor.errors import InvalidEvent, Reason
 from monitor.events import AGENT_STATUS
 from monitor.sla_event import Kind
 from monitor.validation import parse_agent_status
@@ -115,8 +115,9 @@ class EscalationStage:
         app.agent(self.accounting, name=f"{s.app_id}.escalate", concurrency=1)(self._escalate)
         app.agent(agents, name=f"{s.app_id}.agents", concurrency=1)(self._agent_status)
 
-    async def _dead_letter(self, message: Any, reason: str) -> None:
-        """As the first stage does: the original bytes and key, the reason in a header."""
+    async def _dead_letter(self, message: Any, reason: str, code: Reason) -> None:
+        """As the first stage does: the original bytes and key, the reason in a header;
+        ``code`` is the reason's label on ``sla_input_invalid_total``."""
         headers = [
             ("reason", reason.encode()),
             ("topic", str(message.topic).encode()),
@@ -127,7 +128,7 @@ class EscalationStage:
             key=message.key, value=message.value, headers=headers
         )
         await delivery
-        self.worker.metrics.event_invalid(message.topic, reason)
+        self.worker.metrics.event_invalid(message.topic, reason, code)
         where = f"{message.topic}[{message.partition}]@{message.offset}"
         log.warning("dead letter %s: %s", where, reason)
 
@@ -142,7 +143,7 @@ class EscalationStage:
                 log.exception(
                     "failed on %s[%s]@%s", message.topic, message.partition, message.offset
                 )
-                await self._dead_letter(message, f"internal error: {exc!r}")
+                await self._dead_letter(message, f"internal error: {exc!r}", Reason.INTERNAL)
 
     async def _forward(self, message: Any) -> None:
         raw = message.value
@@ -152,7 +153,7 @@ class EscalationStage:
             obj = orjson.loads(raw)
             kind, policy, metric, tenant = obj["kind"], obj["policy"], obj["metric"], obj["tenant"]
         except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
-            await self._dead_letter(message, f"not an SLA fact: {exc!r}")
+            await self._dead_letter(message, f"not an SLA fact: {exc!r}", Reason.SCHEMA)
             return
         wanted = (
             _WANTED["outcomes"] if message.topic == self.settings.topic_outcomes else (_RETRACTION)
@@ -163,7 +164,9 @@ class EscalationStage:
         if found is None or metric not in found[1].metrics:
             return
         if not isinstance(tenant, str) or not tenant:
-            await self._dead_letter(message, f"tenant: {tenant!r} is not a tenant name")
+            await self._dead_letter(
+                message, f"tenant: {tenant!r} is not a tenant name", Reason.SCHEMA
+            )
             return
         # Not awaited one by one: nothing is stored here, and Faust flushes the producer
         # before it commits the input offsets (at-least-once; repeats are de-duplicated).
@@ -187,19 +190,21 @@ class EscalationStage:
                 log.exception(
                     "failed on %s[%s]@%s", message.topic, message.partition, message.offset
                 )
-                await self._dead_letter(message, f"internal error: {exc!r}")
+                await self._dead_letter(message, f"internal error: {exc!r}", Reason.INTERNAL)
 
     async def _apply(self, message: Any) -> None:
         try:
             fact = fact_from_dict(orjson.loads(message.value))
         except (InvalidFact, orjson.JSONDecodeError, TypeError) as exc:
-            await self._dead_letter(message, f"not an SLA fact: {exc}")
+            await self._dead_letter(message, f"not an SLA fact: {exc}", Reason.SCHEMA)
             return
         key = fact.tenant.encode()
         if message.key != key:
             # Only _rekey writes here; another writer would split a tenant across partitions.
             await self._dead_letter(
-                message, f"message key {message.key!r} is not the fact's tenant {fact.tenant!r}"
+                message,
+                f"message key {message.key!r} is not the fact's tenant {fact.tenant!r}",
+                Reason.MISROUTED,
             )
             return
         self.stats["facts"] += 1
@@ -232,23 +237,24 @@ class EscalationStage:
                 log.exception(
                     "failed on %s[%s]@%s", message.topic, message.partition, message.offset
                 )
-                await self._dead_letter(message, f"internal error: {exc!r}")
+                await self._dead_letter(message, f"internal error: {exc!r}", Reason.INTERNAL)
 
     async def _check_status(self, message: Any) -> None:
         raw = message.value
         if raw is None:
-            await self._dead_letter(message, "empty message value (a tombstone?)")
+            await self._dead_letter(message, "empty message value (a tombstone?)", Reason.TOMBSTONE)
             return
         try:
             status = parse_agent_status(raw)
         except InvalidEvent as exc:
-            await self._dead_letter(message, str(exc))
+            await self._dead_letter(message, str(exc), exc.code)
             return
         if message.key != status.agent_id.encode():
             await self._dead_letter(
                 message,
                 f"message key {message.key!r} is not the agent id {status.agent_id!r} "
                 "(an agent's events must share one partition, in order)",
+                Reason.MISROUTED,
             )
             return
         self.stats["agent_statuses"] += 1

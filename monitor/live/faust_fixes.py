@@ -60,14 +60,44 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from importlib import metadata
 from typing import Any
 
 from aiokafka import TopicPartition
 
+from monitor.errors import ConfigError
+
+#: The faust-streaming release whose code :func:`seek_before_resume`, :func:`fetch_only_active`,
+#: :func:`set_fetch_max_wait` and :func:`drain_on_flush` copy or wrap. Another release may have
+#: moved or fixed what they replace, and patching it blindly could lose input silently.
+FAUST_VERSION = "0.15.3"
+
+
+def check_faust_version() -> None:
+    """Raises :class:`ConfigError` unless the installed faust-streaming is :data:`FAUST_VERSION`.
+
+    Called by :func:`apply`, so the worker (and ``bench``'s bare Faust agent) stop at start-up."""
+    try:
+        version = metadata.version("faust-streaming")
+    except metadata.PackageNotFoundError:
+        version = None
+    if version != FAUST_VERSION:
+        found = "is not installed" if version is None else f"{version} is installed"
+        raise ConfigError(
+            f"faust-streaming {found}, but monitor.live.faust_fixes copies "
+            f"faust-streaming {FAUST_VERSION} code: install faust-streaming=={FAUST_VERSION} "
+            "(pyproject.toml pins it), or port each fix in monitor/live/faust_fixes.py to the "
+            "new release, rerun tests/live/test_recovery.py and tests/live/test_kafka.py, and "
+            "update FAUST_VERSION"
+        )
+
 
 def apply(app: Any, *, fetch_max_wait: float) -> None:
     """Applies the fixes that can be applied to a freshly built ``app`` (idempotent);
-    :func:`drain_on_flush` needs a started producer and is applied by the worker later."""
+    :func:`drain_on_flush` needs a started producer and is applied by the worker later.
+
+    Raises :class:`ConfigError` first if faust-streaming is not the release the fixes copy."""
+    check_faust_version()
     seek_before_resume(app)
     fetch_only_active(app)
     set_fetch_max_wait(app, fetch_max_wait)

@@ -16,12 +16,11 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import orjson
 import yaml
-from jsonschema import Draft202012Validator
 
+from monitor import schemas
 from monitor.accounting.rules import parse_accounting
-from monitor.bundled import policies_dir, schemas_dir
+from monitor.bundled import policies_dir
 from monitor.calendar import WorkingTime, make_day_calendar
 from monitor.errors import ConfigError, PolicyError
 from monitor.events import SubjectType, TicketStatus
@@ -41,18 +40,11 @@ from monitor.policy.model import (
 from monitor.sla_event import AnyMetric, EscalationMetric, Metric, Penalty, Period
 from monitor.timeutil import MICROS_PER_SECOND, Micros
 
-SCHEMA_PATH = schemas_dir() / "policy.schema.json"
+POLICY_SCHEMA = "policy.schema.json"
+"""The policy file's schema, relative to the schema directory in effect (:mod:`monitor.schemas`:
+``$SLA_MONITOR_SCHEMAS`` when set, like every other schema the monitor reads)."""
 BUNDLED_POLICIES = policies_dir()
 POLICY_SUFFIXES = (".yaml", ".yml", ".toml")
-
-_validator: Draft202012Validator | None = None
-
-
-def _schema_validator() -> Draft202012Validator:
-    global _validator  # noqa: PLW0603 - a cache of the compiled schema, filled once
-    if _validator is None:
-        _validator = Draft202012Validator(orjson.loads(SCHEMA_PATH.read_bytes()))
-    return _validator
 
 
 def load_policy_set(path: str | Path | None = None) -> PolicySet:
@@ -115,7 +107,9 @@ def load_policy_file(path: Path) -> Policy:
 
 def parse_policy(doc: Any, source: str, base_dir: Path) -> Policy:
     """Validates one policy document (already parsed) and builds the :class:`Policy`."""
-    errors = sorted(_schema_validator().iter_errors(doc), key=lambda e: list(e.absolute_path))
+    errors = sorted(
+        schemas.validator(POLICY_SCHEMA).iter_errors(doc), key=lambda e: list(e.absolute_path)
+    )
     if errors:
         first = min(errors, key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
         raise PolicyError(source, _field_name(first.absolute_path), _schema_problem(first))

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 from monitor.accounting.rules import AccountingRules
 from monitor.calendar import WorkingTime
-from monitor.errors import RejectedEvent
+from monitor.errors import Reason, RejectedEvent
 from monitor.events import SubjectType, TicketStatus
 from monitor.sla_event import AnyMetric, Penalty, Period
 from monitor.timeutil import Micros
@@ -64,7 +64,8 @@ class MetricPolicy:
                 return rule
         raise RejectedEvent(
             f"no {self.metric} target matches priority={priority} period={period} "
-            f"channel={channel}; add a catch-all rule (one without `when`) to the policy"
+            f"channel={channel}; add a catch-all rule (one without `when`) to the policy",
+            code=Reason.NO_TARGET,
         )
 
 
@@ -145,7 +146,8 @@ class PolicySet:
         )
         if policy is None:
             raise RejectedEvent(
-                f"no policy covers {subject_type} of tenant {tenant!r} and none is the default"
+                f"no policy covers {subject_type} of tenant {tenant!r} and none is the default",
+                code=Reason.NO_POLICY,
             )
         return policy
 
@@ -154,5 +156,6 @@ class PolicySet:
             return self.policies[name]
         except KeyError:
             raise RejectedEvent(
-                f"policy {name!r} of a stored subject is no longer loaded"
+                f"policy {name!r} of a stored subject is no longer loaded",
+                code=Reason.POLICY_UNLOADED,
             ) from None

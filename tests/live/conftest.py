@@ -9,16 +9,29 @@ each of them.
 ``broker`` is parametrized over both, so a test that takes it runs twice (``[tansu]`` and
 ``[kafka]`` in its id); pytest orders the session so that each broker starts once. Nothing
 about Kafka is mocked. Logs are kept in the session's temporary directory.
+
+Every test under ``tests/live/`` needs a broker and carries the ``broker`` marker (added below,
+whatever its module says), so ``make unit`` (``pytest -m "not broker"``) skips all of them and
+starts none; a test that needs no broker belongs in ``tests/``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from monitor.live.broker import Broker, EmbeddedBroker
 from monitor.live.kafka import KafkaBroker
+
+HERE = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if HERE in item.path.resolve().parents:
+            item.add_marker(pytest.mark.broker)
 
 
 @pytest.fixture(scope="session")

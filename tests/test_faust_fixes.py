@@ -1,5 +1,5 @@
 """The worker's own guards against input loss, without a broker: the hole detector of the agent
-and the fetch fix of :mod:`monitor.live.faust_fixes` (the live tests in test_recovery.py show
+and the fixes of :mod:`monitor.live.faust_fixes` (the live tests in tests/live/test_recovery.py show
 the end-to-end effect: a SIGKILLed worker loses nothing)."""
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from faust.types import TP
 from prometheus_client import CollectorRegistry
 
 from monitor.engine import SlaEngine
+from monitor.errors import ConfigError
 from monitor.live import faust_fixes
 from monitor.live.app import SlaWorker
 from monitor.live.config import Settings
@@ -82,3 +83,30 @@ async def test_fetch_uses_a_snapshot_and_skips_an_empty_set() -> None:
     # An empty set means "nothing", never "everything": the fetch is not even made.
     assert await app.consumer._getmany(active_partitions=set(), timeout=0.01) == {}
     assert len(calls) == 1
+
+
+def test_the_fixes_refuse_another_faust_release(monkeypatch: pytest.MonkeyPatch) -> None:
+    app: Any = faust.App("fixes-version-test", broker="kafka://127.0.0.1:1")
+    faust_fixes.check_faust_version()  # the installed release is the one the fixes copy
+    original_fetch = app.consumer._getmany
+
+    def version(name: str) -> str:
+        assert name == "faust-streaming"
+        return "0.16.0"
+
+    monkeypatch.setattr(faust_fixes.metadata, "version", version)
+    with pytest.raises(ConfigError) as raised:
+        faust_fixes.apply(app, fetch_max_wait=0.1)
+    message = str(raised.value)
+    assert "faust-streaming 0.16.0 is installed," in message
+    assert "faust-streaming==0.15.3" in message
+    assert app.consumer._getmany == original_fetch  # nothing was patched blindly
+
+
+def test_the_fixes_name_a_missing_faust(monkeypatch: pytest.MonkeyPatch) -> None:
+    def version(name: str) -> str:
+        raise faust_fixes.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(faust_fixes.metadata, "version", version)
+    with pytest.raises(ConfigError, match="faust-streaming is not installed, "):
+        faust_fixes.check_faust_version()
