@@ -53,7 +53,7 @@ from faust.types import TP
 
 from monitor.engine import SlaEngine, SubjectState
 from monitor.engine.state import state_key
-from monitor.errors import CalendarError, InvalidEvent, RejectedEvent
+from monitor.errors import CalendarError, InvalidEvent, Reason, RejectedEvent
 from monitor.events import Event, SubjectType
 from monitor.kpi.metrics import KpiMetrics
 from monitor.kpi.tracker import KpiTracker
@@ -310,7 +310,9 @@ class SlaWorker:
                     "failed on %s[%s]@%s", message.topic, message.partition, message.offset
                 )
                 if not timer:
-                    batch.dead_letters.append((message, f"internal error: {exc!r}"))
+                    batch.dead_letters.append(
+                        (message, f"internal error: {exc!r}", Reason.INTERNAL)
+                    )
             if not timer:
                 self._advance(TP(message.topic, message.partition), message.offset)
         await self._send(batch)
@@ -362,7 +364,7 @@ class SlaWorker:
             stored = self.overlay.get(key, _ABSENT)
             if stored is _ABSENT:
                 stored = self.table.get(key, event)
-            state = SubjectState.from_bytes(stored) if stored is not None else None
+            state = SubjectState.from_bytes(stored, key) if stored is not None else None
             pending = batch.records[key] = Pending(stored, state, event, lane)
         else:
             pending.event = event
@@ -372,22 +374,24 @@ class SlaWorker:
         message = event.message
         raw = message.value
         if raw is None:
-            batch.dead_letters.append((message, "empty message value (a tombstone?)"))
+            batch.dead_letters.append(
+                (message, "empty message value (a tombstone?)", Reason.TOMBSTONE)
+            )
             return
         try:
             parsed = parse_event(raw)
         except InvalidEvent as exc:
-            batch.dead_letters.append((message, str(exc)))
+            batch.dead_letters.append((message, str(exc), exc.code))
             return
         problem = self._misrouted(parsed, message)
         if problem is not None:
-            batch.dead_letters.append((message, problem))
+            batch.dead_letters.append((message, problem, Reason.MISROUTED))
             return
         if parsed.subject_type is SubjectType.CHANNEL:  # 004 3.3: availability, no SLA clock
             try:
                 self.kpis.observe(parsed)
             except RejectedEvent as exc:
-                batch.dead_letters.append((message, str(exc)))
+                batch.dead_letters.append((message, str(exc), exc.code))
                 return
             self.metrics.event_consumed(message.topic, parsed.type.value)
             return
@@ -406,7 +410,7 @@ class SlaWorker:
                 facts += self.engine.advance(state, parsed.occurred_at).events
             step = self.engine.apply(state, parsed, Micros(max(now, parsed.occurred_at)))
         except (RejectedEvent, CalendarError) as exc:
-            batch.dead_letters.append((message, str(exc)))
+            batch.dead_letters.append((message, str(exc), exc.code))
             return
         self.metrics.event_consumed(message.topic, parsed.type.value)
         if not step.duplicate:
@@ -463,7 +467,7 @@ class SlaWorker:
             key = fact.subject_id.encode()
             for topic in self.routes[fact.kind]:
                 deliveries.append(await send(topic, key, value, None, None, None))
-        for message, reason in batch.dead_letters:
+        for message, reason, _ in batch.dead_letters:
             headers = [
                 ("reason", reason.encode()),
                 ("topic", str(message.topic).encode()),
@@ -482,8 +486,8 @@ class SlaWorker:
                 self.metrics.observe_detection_delay((wall - fact.deadline) / MICROS_PER_SECOND)
             if self.on_fact is not None:
                 self.on_fact(fact)
-        for message, reason in batch.dead_letters:
-            self.metrics.event_invalid(message.topic, reason)
+        for message, reason, code in batch.dead_letters:
+            self.metrics.event_invalid(message.topic, reason, code)
             where = f"{message.topic}[{message.partition}]@{message.offset}"
             log.warning("dead letter %s: %s", where, reason)
 
@@ -556,7 +560,7 @@ class SlaWorker:
             for key, value, partition in self.table.items({tp.partition}):
                 if self._lane(key, partition) != tp:
                     continue
-                if self.engine.is_expired(SubjectState.from_bytes(value), now):
+                if self.engine.is_expired(SubjectState.from_bytes(value, key), now):
                     await self.timeouts.send(key=key, value=str(now).encode(), partition=partition)
 
     # -- rebalancing ----------------------------------------------------------------------
@@ -588,7 +592,7 @@ class SlaWorker:
         numbers = {tp.partition for tp in assigned}
         count = 0
         for key, value, partition in self.table.items(numbers):
-            due = SubjectState.from_bytes(value).next_due
+            due = SubjectState.from_bytes(value, key).next_due
             lane = fresh.get(self._lane(key, partition))
             if due is not None and lane is not None:
                 lane.index.schedule(key.decode(), due)

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from monitor.engine import SubjectState
+from monitor.errors import Reason
 from monitor.sla_event import SlaEvent
 
 
@@ -48,7 +49,7 @@ class Batch:
     events: list[Any] = field(default_factory=list)  # the Faust events, acknowledged last
     records: dict[bytes, Pending] = field(default_factory=dict)
     facts: list[tuple[SlaEvent, bool]] = field(default_factory=list)  # (fact, from a timer)
-    dead_letters: list[tuple[Any, str]] = field(default_factory=list)  # (message, reason)
+    dead_letters: list[tuple[Any, str, Reason]] = field(default_factory=list)  # message, why, code
     deliveries: list[Any] = field(default_factory=list)  # producer futures of the outputs
     writes: list[tuple[bytes, bytes | None, Any]] = field(default_factory=list)  # key, bytes, event
 
