@@ -99,6 +99,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--events", type=int, help="with --live: backlog size in events (e.g. 1000000)"
     )
+    bench.add_argument(
+        "--scale-out",
+        action="store_true",
+        help="with --live: also two worker processes on the same backlog, against one",
+    )
     bench.add_argument("--partitions", type=int, default=4, help="with --live: partitions")
     bench.add_argument(
         "--store", default="rocksdb://", help="with --live: the worker's table store"
@@ -280,6 +285,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
             broker=args.broker,
             kafka=args.kafka,
             events=args.events,
+            scale_out=args.scale_out,
         )
     from monitor.bench import run_bench  # noqa: PLC0415
 

@@ -83,6 +83,7 @@ def run_live_bench(
     broker: str | None = None,
     kafka: bool = False,
     events: int | None = None,
+    scale_out: bool = False,
     latency_sessions: int = 400,
     latency_target: float = 3.0,
 ) -> int:
@@ -100,7 +101,9 @@ def run_live_bench(
             started.start()
             print(f"{started.name} started in {time.perf_counter() - began:.1f} s")
             overrides = started.settings_overrides()
-        plan = Plan(hours, scale, partitions, store, latency_sessions, latency_target, events)
+        plan = Plan(
+            hours, scale, partitions, store, latency_sessions, latency_target, events, scale_out
+        )
         return asyncio.run(_bench(overrides, work, plan))
     finally:
         if started is not None:
@@ -119,6 +122,7 @@ class Plan:
     latency_sessions: int
     latency_target: float
     events: int | None = None  # backlog size; None: as hours and scale give
+    scale_out: bool = False  # also two workers on the same backlog
 
 
 async def _bench(overrides: dict[str, Any], work: Path, plan: Plan) -> int:
@@ -191,7 +195,38 @@ async def _bench(overrides: dict[str, Any], work: Path, plan: Plan) -> int:
             f"over {len(delays)} breaches, deadline -> readable on the breach topic "
             f"(target p99 <= 1 s; tick {settings.tick_interval:g} s)"
         )
+    if plan.scale_out:
+        pair = await _two_workers(settings, work, n)
+        print(
+            f"two workers:             {pair:,.0f} events/s on the same backlog, "
+            f"{pair / rate:.2f}x one worker (target >= 1.6x)"
+        )
     return 0
+
+
+async def _two_workers(settings: Settings, work: Path, expected: int) -> float:
+    """Two worker processes, a fresh consumer group, the same backlog: events/s of both
+    together, from the first event either handles to the ``expected``-th."""
+    pair = settings.replace(app_id=f"{settings.app_id}-pair", data_dir=str(work / "pair"))
+    await ensure_topics(pair)  # the new group's changelog
+    a = pair.replace(metrics_port=free_port(), data_dir=str(work / "pair-a"))
+    b = pair.replace(metrics_port=free_port(), data_dir=str(work / "pair-b"))
+    with (
+        _subprocess(a, work / "pair-a.log", WORKER) as url_a,
+        _subprocess(b, work / "pair-b.log", WORKER) as url_b,
+    ):
+        deadline = time.monotonic() + 120 + expected / 500
+        first: tuple[float, float] | None = None
+        while time.monotonic() < deadline:
+            count = (_input_count(url_a) or 0.0) + (_input_count(url_b) or 0.0)
+            now = time.perf_counter()
+            if count:
+                if first is None:
+                    first = (now, count)
+                if count >= expected:
+                    return (count - first[1]) / max(now - first[0], 1e-9)
+            await asyncio.sleep(2.0)
+    raise RuntimeError("the two workers did not finish the backlog in time")
 
 
 def _traffic(start: datetime, hours: float, scale: float) -> list[dict[str, Any]]:
