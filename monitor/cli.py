@@ -100,6 +100,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--events", type=int, help="with --live: backlog size in events (e.g. 1000000)"
     )
     bench.add_argument(
+        "--recovery",
+        type=int,
+        metavar="N",
+        help="with --live: instead, N open sessions: memory per session, and the time from a "
+        "SIGKILLed worker's restart to its first breach",
+    )
+    bench.add_argument(
         "--scale-out",
         action="store_true",
         help="with --live: also two worker processes on the same backlog, against one",
@@ -274,6 +281,10 @@ def _contract_settings(policy: Policy) -> str:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    if args.live and args.recovery:
+        from monitor.live.bench_recovery import run_recovery_bench  # noqa: PLC0415
+
+        return run_recovery_bench(sessions=args.recovery, store=args.store, kafka=args.kafka)
     if args.live:
         from monitor.live.bench import run_live_bench  # noqa: PLC0415 - Faust-side imports
 

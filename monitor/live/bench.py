@@ -93,13 +93,7 @@ def run_live_bench(
     try:
         overrides: dict[str, Any] = {"broker": broker}
         if broker is None:
-            if kafka:
-                started = KafkaBroker(data_dir=work / "kafka")
-            else:
-                started = EmbeddedBroker(log_path=work / "broker.log")
-            began = time.perf_counter()
-            started.start()
-            print(f"{started.name} started in {time.perf_counter() - began:.1f} s")
+            started = start_broker(kafka, work)
             overrides = started.settings_overrides()
         plan = Plan(
             hours, scale, partitions, store, latency_sessions, latency_target, events, scale_out
@@ -109,6 +103,19 @@ def run_live_bench(
         if started is not None:
             started.stop()
         shutil.rmtree(work, ignore_errors=True)
+
+
+def start_broker(kafka: bool, work: Path) -> EmbeddedBroker | KafkaBroker:
+    """Starts real Kafka (``kafka``) or the embedded broker in ``work``; prints its start time."""
+    started: EmbeddedBroker | KafkaBroker
+    if kafka:
+        started = KafkaBroker(data_dir=work / "kafka")
+    else:
+        started = EmbeddedBroker(log_path=work / "broker.log")
+    began = time.perf_counter()
+    started.start()
+    print(f"{started.name} started in {time.perf_counter() - began:.1f} s")
+    return started
 
 
 @dataclass(frozen=True)
@@ -167,12 +174,12 @@ async def _bench(overrides: dict[str, Any], work: Path, plan: Plan) -> int:
 
     ceiling_settings = settings.replace(metrics_port=free_port())
     ceiling_log = work / "ceiling.log"
-    with _subprocess(ceiling_settings, ceiling_log, CEILING) as metrics_url:
+    with _subprocess(ceiling_settings, ceiling_log, CEILING) as (metrics_url, _):
         ceiling = await _worker_rate(metrics_url, n, ceiling_log)
     print(f"bare Faust agent:        {ceiling:,.0f} events/s  (counts each event: the ceiling)")
 
     log_path = work / "worker.log"
-    with _subprocess(settings, log_path, WORKER) as metrics_url:
+    with _subprocess(settings, log_path, WORKER) as (metrics_url, _):
         rate = await _worker_rate(metrics_url, n, log_path)
         batches = _total(metrics_url, "sla_batch_records_count")
         records = _total(metrics_url, "sla_batch_records_sum")
@@ -212,8 +219,8 @@ async def _two_workers(settings: Settings, work: Path, expected: int) -> float:
     a = pair.replace(metrics_port=free_port(), data_dir=str(work / "pair-a"))
     b = pair.replace(metrics_port=free_port(), data_dir=str(work / "pair-b"))
     with (
-        _subprocess(a, work / "pair-a.log", WORKER) as url_a,
-        _subprocess(b, work / "pair-b.log", WORKER) as url_b,
+        _subprocess(a, work / "pair-a.log", WORKER) as (url_a, _),
+        _subprocess(b, work / "pair-b.log", WORKER) as (url_b, _),
     ):
         deadline = time.monotonic() + 120 + expected / 500
         first: tuple[float, float] | None = None
@@ -285,9 +292,9 @@ CEILING = ["-m", "monitor.live.ceiling"]
 
 
 @contextmanager
-def _subprocess(settings: Settings, log_path: Path, args: list[str]) -> Iterator[str]:
+def _subprocess(settings: Settings, log_path: Path, args: list[str]) -> Iterator[tuple[str, int]]:
     """``python ARGS`` (the worker, or the ceiling) as a subprocess with ``settings`` as its
-    ``SLA_*`` environment; yields its metrics URL; SIGTERM at the end."""
+    ``SLA_*`` environment; yields its metrics URL and pid; SIGTERM at the end."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLA_")}
     env.update(settings.to_env())
     with log_path.open("ab") as log:
@@ -295,7 +302,7 @@ def _subprocess(settings: Settings, log_path: Path, args: list[str]) -> Iterator
             [sys.executable, *args], env=env, stdout=log, stderr=subprocess.STDOUT
         )
     try:
-        yield f"http://127.0.0.1:{settings.metrics_port}/metrics"
+        yield f"http://127.0.0.1:{settings.metrics_port}/metrics", proc.pid
     finally:
         stop_process(proc, timeout=20)
 
