@@ -52,10 +52,14 @@ from monitor.policy.loader import BUNDLED_POLICIES
 from monitor.timeutil import parse_rfc3339
 
 LATENCY_TENANT = "bench-latency"
-LATENCY_POLICY = """\
-# Written by `sla-monitor bench --live`: a first response within {target}s of wall-clock time,
-# every hour alike, so that deadlines fall while the benchmark watches.
-policy: bench-latency
+
+
+def bench_policy(name: str, tenant: str, targets: str, why: str) -> str:
+    """A chat policy for one bench tenant: round-the-clock wall-clock targets (``targets``, the
+    YAML list items), so deadlines fall while a benchmark watches. ``why`` heads the file."""
+    return f"""\
+# Written by `sla-monitor bench --live`: {why}
+policy: {name}
 applies_to: chat_session
 tenants: ["{tenant}"]
 timezone: Asia/Shanghai
@@ -69,9 +73,7 @@ metrics:
   first_response:
     clause: "benchmark only"
     targets:
-      - within: {target}s
-        clock: wall
-"""
+{targets}"""
 
 
 def run_live_bench(
@@ -137,8 +139,14 @@ async def _bench(overrides: dict[str, Any], work: Path, plan: Plan) -> int:
     latency_sessions, latency_target = plan.latency_sessions, plan.latency_target
     policies = work / "policies"
     shutil.copytree(BUNDLED_POLICIES, policies)
+    target = f"{latency_target:g}s"
     (policies / "bench-latency.yaml").write_text(
-        LATENCY_POLICY.format(target=f"{latency_target:g}", tenant=LATENCY_TENANT)
+        bench_policy(
+            "bench-latency",
+            LATENCY_TENANT,
+            f"      - within: {target}\n        clock: wall\n",
+            f"a first response within {target} of wall-clock time, every hour alike.",
+        )
     )
     name = f"bench{os.getpid()}x{int(time.time())}"
     settings = Settings.namespaced(

@@ -31,7 +31,14 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer
 
-from monitor.live.bench import WORKER, _input_count, _produce, _subprocess, start_broker
+from monitor.live.bench import (
+    WORKER,
+    _input_count,
+    _produce,
+    _subprocess,
+    bench_policy,
+    start_broker,
+)
 from monitor.live.broker import free_port
 from monitor.live.config import Settings
 from monitor.live.topics import ensure_topics
@@ -39,29 +46,13 @@ from monitor.policy.loader import BUNDLED_POLICIES
 
 TENANT = "bench-recovery"
 URGENT = 20
-POLICY = f"""\
-# Written by `sla-monitor bench --live --recovery`: urgent sessions breach after {URGENT} s,
-# the others stay open for two hours (the open sessions whose records are measured).
-policy: bench-recovery
-applies_to: chat_session
-tenants: ["{TENANT}"]
-timezone: Asia/Shanghai
-calendar:
-  country: CN
-  unknown_dates: weekdays
-working_hours:
-  - ["00:00", "23:59"]
-retention: 1h
-metrics:
-  first_response:
-    clause: "benchmark only"
-    targets:
-      - when: {{priority: [urgent]}}
-        within: {URGENT}s
-        clock: wall
-      - within: 2h
-        clock: wall
-"""
+POLICY = bench_policy(
+    "bench-recovery",
+    TENANT,
+    f"      - when: {{priority: [urgent]}}\n        within: {URGENT}s\n        clock: wall\n"
+    "      - within: 2h\n        clock: wall\n",
+    f"urgent sessions breach after {URGENT} s, the others stay open for two hours.",
+)
 
 
 def run_recovery_bench(*, sessions: int, store: str, kafka: bool, partitions: int = 4) -> int:
