@@ -441,10 +441,6 @@ def test_schema_features_the_fast_path_lacks_are_refused(schema_copy: Path, chan
         validation.event_from_dict(event("session.closed"))
 
 
-def test_bench_runs() -> None:
-    assert validation.bench_validation(500) > 0
-
-
 def test_an_envelope_that_does_more_than_dispatch_is_refused(schema_copy: Path) -> None:
     edit(schema_copy / "events" / "event.schema.json", lambda s: s.update(maxProperties=5))
     with pytest.raises(ConfigError, match="dispatch"):

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 from monitor.calendar import WorkingTime
-from monitor.engine.state import SlaClock, SubjectState, event_digest, state_key
+from monitor.engine.state import SlaClock, SubjectState, event_digest
 from monitor.errors import Reason, RejectedEvent
 from monitor.events import Actor, Event, EventType, SubjectType, TicketStatus
 from monitor.policy.model import (
@@ -90,10 +90,6 @@ class SlaEngine:
 
     # -- public API -----------------------------------------------------------------------
 
-    @staticmethod
-    def state_key(event: Event) -> str:
-        return state_key(event.subject_type, event.subject_id)
-
     def timezone_of(self, policy_name: str) -> ZoneInfo:
         return self.policies.named(policy_name).timezone
 
@@ -122,13 +118,14 @@ class SlaEngine:
                     f"{event.type} for {event.subject_id!r}, but no {noun} was seen",
                     code=Reason.UNKNOWN_SUBJECT,
                 )
+            # A new subject: the policy that covers it (RejectedEvent if none does).
+            name = self._policies.for_subject(event.tenant, event.subject_type).name
         elif digest in state.seen:
             return Step(state, [], duplicate=True)
-        if state is None:
-            run = _Run(self, now, None)  # a new subject: the handler picks the policy
         else:
-            run = (self._rules.get(state.policy) or self._load(state.policy)).run
-            run.now, run.out = now, []
+            name = state.policy
+        run = (self._rules.get(name) or self._load(name)).run
+        run.now, run.out = now, []
         new_state = _HANDLERS[event.type](run, event, state)
         new_state.remember(digest)
         at, last = event.occurred_at, new_state.last_event_at
@@ -205,27 +202,16 @@ class _PolicyRules:
 
 class _Run:
     """An engine call's context: the policy in force, the clock, and the facts produced so
-    far. One per policy, reset by each call on a stored record (see :class:`SlaEngine`); a
-    new record's call makes its own, since its handler picks the policy."""
+    far. One per policy, reset by each call (see :class:`SlaEngine`)."""
 
     __slots__ = ("engine", "metrics", "now", "out", "rules", "working_time")
 
-    def __init__(self, engine: SlaEngine, now: int, rules: _PolicyRules | None) -> None:
+    def __init__(self, engine: SlaEngine, now: int, rules: _PolicyRules) -> None:
         self.engine = engine
         self.now = now
         self.out: list[SlaEvent] = []
-        self.metrics: dict[AnyMetric, _MetricRules]
-        self.working_time: WorkingTime
-        self.rules: _PolicyRules
-        if rules is not None:  # use(rules), inlined: one call less per event
-            self.metrics = rules.metrics
-            self.working_time = rules.working_time
-            self.rules = rules
-
-    def use(self, rules: _PolicyRules) -> None:
-        """Sets the policy in force."""
-        self.metrics = rules.metrics
-        self.working_time = rules.working_time
+        self.metrics: dict[AnyMetric, _MetricRules] = rules.metrics
+        self.working_time: WorkingTime = rules.working_time
         self.rules = rules
 
     # -- time arithmetic in a clock's own kind -------------------------------------------
@@ -472,9 +458,7 @@ _CREATING = frozenset({EventType.SESSION_STARTED, EventType.TICKET_CREATED})
 
 
 def _new_state(run: _Run, event: Event, priority: str) -> SubjectState:
-    engine = run.engine
-    name = engine._policies.for_subject(event.tenant, event.subject_type).name
-    run.use(engine._rules.get(name) or engine._load(name))
+    name = run.rules.policy.name  # SlaEngine.apply chose it for the subject
     at = event.occurred_at
     # Positional, in field order (subject_type, subject_id, tenant, policy, channel,
     # priority, created_at, last_event_at): keywords cost a dataclass __init__ more.
