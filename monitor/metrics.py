@@ -56,8 +56,9 @@ from collections.abc import Iterable
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
 from monitor.errors import Reason
-from monitor.events import AGENT_STATUS, EventType
+from monitor.events import AGENT_STATUS
 from monitor.sla_event import Kind, SlaEvent
+from monitor.vocabulary import EventType
 
 NONE = "none"  # label value for a field the fact does not carry
 OTHER = "other"  # label value for anything past the per-label cap, and unknown input types

@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING
 from monitor.accounting.escalation import Escalation, Escalator, TenantState
 from monitor.engine import DeadlineIndex, SlaEngine, SubjectState, state_key
 from monitor.errors import CalendarError, RejectedEvent
-from monitor.events import Event, SubjectType
+from monitor.events import Event
 from monitor.sla_event import Kind, SlaEvent
+from monitor.vocabulary import SubjectType
 
 if TYPE_CHECKING:
     from monitor.kpi import KpiTracker

@@ -30,20 +30,17 @@ from referencing._core import Resolver
 
 from monitor import schemas
 from monitor.errors import ConfigError, InvalidEvent, Reason
-from monitor.events import (
-    AGENT_STATUS,
+from monitor.events import AGENT_STATUS, AgentPresence, AgentStatus, Event
+from monitor.timeutil import parse_rfc3339
+from monitor.vocabulary import (
     CHANNEL_EVENT_TYPES,
     CHAT_EVENT_TYPES,
     Actor,
-    AgentPresence,
-    AgentStatus,
     ChannelStatus,
-    Event,
     EventType,
     SubjectType,
     TicketStatus,
 )
-from monitor.timeutil import parse_rfc3339
 
 MAX_EVENT_BYTES: Final = 64 * 1024
 """Larger raw events are rejected before parsing: no producer needs more, and a runaway one
@@ -406,7 +403,7 @@ def _compile_plans() -> dict[str, _Plan]:
     if not isinstance(type_names, list) or sorted(type_names) != sorted(EventType):
         raise ConfigError(
             f"{schemas.ENVELOPE}: properties.type.enum {type_names!r} must list exactly the "
-            f"event types of monitor.events.EventType"
+            f"event types of monitor.vocabulary.EventType"
         )
     # The fast path dispatches on type itself, so the envelope may say nothing more than that.
     branches = [

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from monitor.policy import load_policy_set
-from monitor.sla_event import Kind, Metric, Period
+from monitor.sla_event import Kind
 from monitor.timeutil import format_rfc3339
+from monitor.vocabulary import Metric, Period
 from tests.factories import Run, ev, t
 
 END = "2026-12-30 00:00"

@@ -18,7 +18,7 @@ import monitor.metrics as metrics_module
 from monitor.calendar import ChinaCalendar
 from monitor.engine import SlaEngine
 from monitor.errors import CalendarError, InvalidEvent, Reason, RejectedEvent
-from monitor.events import Event, SubjectType
+from monitor.events import Event
 from monitor.metrics import (
     DETECTION_BUCKETS,
     REASON_CODES,
@@ -26,9 +26,10 @@ from monitor.metrics import (
     SlaMetrics,
 )
 from monitor.policy import load_policy_set
-from monitor.sla_event import Kind, Metric, Penalty, Period, SlaEvent
+from monitor.sla_event import Kind, SlaEvent
 from monitor.timeutil import Micros, seconds
 from monitor.validation import MAX_EVENT_BYTES, parse_agent_status, parse_event
+from monitor.vocabulary import Metric, Penalty, Period, SubjectType
 from tests.factories import default_policies, ev
 
 ROOT = Path(__file__).resolve().parents[1]

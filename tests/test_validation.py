@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 
 from monitor import schemas, validation
 from monitor.errors import ConfigError, InvalidEvent
-from monitor.events import Actor, EventType, SubjectType, TicketStatus
 from monitor.timeutil import parse_rfc3339
+from monitor.vocabulary import Actor, EventType, SubjectType, TicketStatus
 
 BASE = {"event_id": "e-1", "occurred_at": "2026-10-08T09:00:00+08:00", "tenant": "acme"}
 VALID: dict[str, dict[str, Any]] = {

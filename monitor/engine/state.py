@@ -17,9 +17,8 @@ from typing import Any
 import orjson
 
 from monitor.errors import StateError
-from monitor.events import SubjectType
 from monitor.policy.model import ClockKind
-from monitor.sla_event import AnyMetric, EscalationMetric, Metric, Period
+from monitor.vocabulary import AnyMetric, EscalationMetric, Metric, Period, SubjectType
 
 _FORMAT = 1  # bump on an incompatible change of the byte layout
 _METRICS: tuple[AnyMetric, ...] = (*Metric, *EscalationMetric)  # stored by index: append only
