@@ -6,10 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from monitor.engine import ClockPhase, SlaEngine
+from monitor.engine import ClockPhase, SlaEngine, state_key
+from monitor.errors import Reason, RejectedEvent
 from monitor.policy import load_policy_set
 from monitor.sla_event import Kind
 from monitor.timeutil import format_rfc3339
+from monitor.validation import parse_event
 from monitor.vocabulary import Metric, Period
 from tests.factories import Run, default_policies, ev, t
 
@@ -229,3 +231,20 @@ def test_stop_returns_the_phase_a_clock_ended_in() -> None:
         call.now, call.out = t(at), []
         assert call.stop(state, clock, t(at), met=met, why="test") is ended
         assert state.clock(Metric.FIRST_RESPONSE) is None
+
+
+def test_a_channel_status_is_refused_even_where_a_ticket_shares_its_key() -> None:
+    """A channel is keyed by its name, a ticket by its id: "t:web" can be both. The engine
+    refuses the channel.status (it has no SLA clock) rather than fail on the ticket's record."""
+    engine = SlaEngine(default_policies())
+    ticket = ev("ticket.created", "web", "2026-10-08 09:00")
+    state = engine.apply(None, ticket, ticket.occurred_at).state
+    assert state is not None
+    status = parse_event(
+        b'{"event_id": "c1", "type": "channel.status", "tenant": "acme", '
+        b'"occurred_at": "2026-10-08T10:00:00+08:00", "channel": "web", "status": "down"}'
+    )
+    assert state_key(status.subject_type, status.subject_id) == state.key
+    with pytest.raises(RejectedEvent) as refused:
+        engine.apply(state, status, status.occurred_at)
+    assert refused.value.code is Reason.NOT_FOR_ENGINE
