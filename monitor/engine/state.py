@@ -18,9 +18,9 @@ them (methods of ``_Call`` in :mod:`monitor.engine.engine`, facts emitted in bra
     * the status pauses it: RUNNING -> PAUSED; BREACHED -> PAUSED when the pause came
       before the deadline that fired [retraction], else it stays BREACHED (``pause``);
     * the status no longer pauses it: PAUSED -> RUNNING (``resume``);
-    * the priority changes the target: RUNNING and PAUSED keep their phase with a new
-      deadline; BREACHED -> RUNNING when the new deadline has not passed [retraction]
-      (``retarget``);
+    * the priority changes the target: RUNNING stays, with a new deadline; PAUSED stays
+      (the new target counts on from the resume); BREACHED -> RUNNING when the new deadline
+      has not passed [retraction], else it stays BREACHED (``retarget``);
     * the response, or the subject's end (``stop``, the clock leaves the record):
       -> MET by the deadline [met; a breach retracted first], or -> STOPPED otherwise:
       finished in time [nothing; a breach retracted] or answered late [breach, unless one
