@@ -17,8 +17,7 @@ from typing import NamedTuple
 from monitor.timeutil import Micros
 from monitor.vocabulary import Actor, ChannelStatus, EventType, SubjectType, TicketStatus
 
-# SubjectType is monitor.vocabulary's; monitor/live/app.py still imports it from here.
-__all__ = ["AGENT_STATUS", "AgentPresence", "AgentStatus", "Event", "SubjectType"]
+__all__ = ["AGENT_STATUS", "AgentPresence", "AgentStatus", "Event"]
 
 
 class Event(NamedTuple):

@@ -54,7 +54,7 @@ from faust.types import TP
 from monitor.engine import SlaEngine, SubjectState
 from monitor.engine.state import state_key
 from monitor.errors import CalendarError, InvalidEvent, Reason, RejectedEvent
-from monitor.events import Event, SubjectType
+from monitor.events import Event
 from monitor.kpi.metrics import KpiMetrics
 from monitor.kpi.tracker import KpiTracker
 from monitor.live import faust_fixes
@@ -67,6 +67,7 @@ from monitor.metrics import SlaMetrics
 from monitor.sla_event import Kind, SlaEvent
 from monitor.timeutil import MICROS_PER_SECOND, Micros, seconds
 from monitor.validation import parse_event
+from monitor.vocabulary import SubjectType
 
 log = logging.getLogger(__name__)
 
@@ -422,7 +423,7 @@ class SlaWorker:
                 # What replay does before each event: fire what the event's own time has
                 # passed, so warnings and breaches come out in the same order and kinds.
                 facts += self.engine.advance(state, parsed.occurred_at).events
-            step = self.engine.apply(state, parsed, Micros(max(now, parsed.occurred_at)))
+            step = self.engine.apply(state, parsed, Micros(max(now or 0, parsed.occurred_at)))
         except (RejectedEvent, CalendarError) as exc:
             batch.dead_letters.append((message, str(exc), exc.code))
             return
@@ -530,7 +531,7 @@ class SlaWorker:
             lane.caught_up = caught_up
             now = self.clocks.now(tp, caught_up=caught_up)
             self.metrics.set_clock_mode(tp.topic, tp.partition, self.clocks.mode(tp))
-            if now <= 0:
+            if now is None:
                 continue  # behind, and no event read yet: nothing proves time has moved
             firing = str(now).encode()
             for key in lane.index.pop_due(now):
@@ -568,7 +569,7 @@ class SlaWorker:
             return
         for tp in sorted(self.lanes):
             now = self.clocks.peek(tp)
-            if now is None or now <= 0:
+            if now is None:
                 continue
             for key, value, partition in self.table.items({tp.partition}):
                 if self._lane(key, partition) != tp:

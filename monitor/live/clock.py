@@ -90,13 +90,12 @@ class PartitionClocks(Generic[K]):
         if lane.event_time is None or occurred_at > lane.event_time:
             lane.event_time = occurred_at
 
-    def now(self, partition: K, *, caught_up: bool) -> Micros:
+    def now(self, partition: K, *, caught_up: bool) -> Micros | None:
         """The partition's current instant (never less than the last one returned).
         ``caught_up``: its consumer lag is zero (see the module doc for lag of live records).
 
-        ``Micros(0)`` while nothing proves time has moved (behind, and no event read yet: a
-        fresh restart); the caller skips its timers then. The partition's clock itself keeps
-        None for that (:meth:`peek`)."""
+        None while nothing proves time has moved (behind, and no event read yet: a fresh
+        restart); the caller skips its timers then."""
         lane = self._lane(partition)
         event_time, value = lane.event_time, lane.now
         wall = self.wall()
@@ -110,7 +109,7 @@ class PartitionClocks(Generic[K]):
             value = wall
         lane.mode = ClockMode.WALL if caught_up else ClockMode.EVENT
         if value is None:
-            return Micros(0)
+            return None
         lane.now = value
         return Micros(value)
 
