@@ -44,7 +44,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from functools import partial
 from typing import Any
 
 import faust
@@ -247,16 +248,21 @@ class SlaWorker:
     async def _process(self, stream: Any) -> None:
         """Gathers the records Faust has already fetched into a batch (up to ``batch_max``;
         fewer as soon as none is waiting, so an idle worker adds no delay), handles it, and
-        hands it to :meth:`_complete_in_order`, which publishes and stores its effects and only
-        then acknowledges its records (see :mod:`monitor.live.batch`). Up to
-        ``batches_in_flight`` batches wait for their deliveries while the next is handled."""
+        hands it down a pipeline of two more tasks, each taking batches in the order they were
+        handled: :meth:`_complete` (waits for the outputs, then stores the records) and
+        :meth:`_settle` (waits for the stored records, then acknowledges the input). Up to
+        ``batches_in_flight`` batches wait at each step while the next is handled."""
         stream.enable_acks = False
         waiting = stream.channel.queue
         limit = self.settings.batch_max
         linger = self.settings.batch_linger
         loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[Batch | None] = asyncio.Queue(self.settings.batches_in_flight)
-        completer = asyncio.ensure_future(self._complete_in_order(queue, stream))
+        completing: asyncio.Queue[Batch | None] = asyncio.Queue(self.settings.batches_in_flight)
+        settling: asyncio.Queue[Batch | None] = asyncio.Queue(self.settings.batches_in_flight)
+        steps = [
+            asyncio.ensure_future(self._in_order(completing, self._complete, settling)),
+            asyncio.ensure_future(self._in_order(settling, partial(self._settle, stream))),
+        ]
         events: list[Any] = []
         opened = 0.0
         try:
@@ -275,29 +281,41 @@ class SlaWorker:
                         await asyncio.sleep(min(left, _LINGER_STEP))
                         if not waiting.empty():
                             continue
-                if completer.done():  # it failed: surface its error, do not pile up batches
-                    completer.result()
-                await queue.put(await self.handle_batch(events))
+                for step in steps:  # one failed: surface its error, do not pile up batches
+                    if step.done():
+                        step.result()
+                await completing.put(await self.handle_batch(events))
                 events = []
         finally:
-            await queue.put(None)
-            await completer
+            await completing.put(None)
+            await asyncio.gather(*steps)
 
-    async def _complete_in_order(self, queue: asyncio.Queue[Batch | None], stream: Any) -> None:
-        """Completes handled batches in the order they were handled, until ``None``."""
+    @staticmethod
+    async def _in_order(
+        queue: asyncio.Queue[Batch | None],
+        step: Callable[[Batch], Awaitable[None]],
+        then: asyncio.Queue[Batch | None] | None = None,
+    ) -> None:
+        """Runs ``step`` on each batch of ``queue`` in order until ``None``, passing each on to
+        ``then`` (and the ``None`` too)."""
         while (batch := await queue.get()) is not None:
-            await self._complete(batch, stream)
+            await step(batch)
+            if then is not None:
+                await then.put(batch)
+        if then is not None:
+            await then.put(None)
 
     async def process_batch(self, events: Sequence[Any]) -> Batch:
         """Handles Faust ``events`` (input records and timer firings, in partition order) as one
-        batch and completes it: every record handled in memory, then the facts and dead letters
-        published and awaited, then each changed subject record stored once.
+        batch and completes it: every record handled in memory, then the facts and dead
+        letters published and awaited, then each changed subject record stored once.
 
-        Caller: tests, on a ``memory://`` app (the agent pipelines the same two steps).
+        Caller: tests, on a ``memory://`` app (the agent pipelines the same three steps).
         Affects: the table, the output topics, the lanes' deadline indexes, the metrics.
         """
         batch = await self.handle_batch(events)
-        await self._complete(batch, None)
+        await self._complete(batch)
+        await self._settle(None, batch)
         return batch
 
     async def handle_batch(self, events: Sequence[Any]) -> Batch:
@@ -339,17 +357,23 @@ class SlaWorker:
                 lane.index.schedule(key.decode(), due)
         return batch
 
-    async def _complete(self, batch: Batch, stream: Any) -> None:
+    async def _complete(self, batch: Batch) -> None:
         """Step 2 of a batch: waits until the broker has every output, *then* stores the
-        batch's records and waits until the broker has them in the changelog, then
-        acknowledges its input records to Faust (eligible for commit)."""
+        batch's records (sent to the changelog, not yet acknowledged). The order is what makes
+        a SIGKILL lose nothing: a stored record says its facts went out."""
         if batch.deliveries:
             await asyncio.gather(*batch.deliveries)
         self._observe(batch)
-        await self.table.store(batch.writes, self.app.producer)
+        batch.stored = await self.table.store(batch.writes, self.app.producer)
         for key, value, _ in batch.writes:
             if self.overlay.get(key, _ABSENT) is value:  # no later batch changed it since
                 del self.overlay[key]
+
+    async def _settle(self, stream: Any, batch: Batch) -> None:
+        """Step 3 of a batch: waits until the broker has its stored records in the changelog,
+        then acknowledges its input records to Faust (eligible for commit). A separate step
+        so that the next batch's outputs and records are not held up by this wait."""
+        await self.table.settle(batch.stored)
         self.metrics.set_open_timers(sum(len(lane.index) for lane in self.lanes.values()))
         if stream is not None:
             for event in batch.events:

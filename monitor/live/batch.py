@@ -52,6 +52,7 @@ class Batch:
     dead_letters: list[tuple[Any, str, Reason]] = field(default_factory=list)  # message, why, code
     deliveries: list[Any] = field(default_factory=list)  # producer futures of the outputs
     writes: list[tuple[bytes, bytes | None, Any]] = field(default_factory=list)  # key, bytes, event
+    stored: dict[int, Any] = field(default_factory=dict)  # changelog partition -> last delivery
 
     def changed(self) -> list[tuple[bytes, bytes | None, Pending]]:
         """``(key, new bytes or None, pending)`` of every record the batch changed."""

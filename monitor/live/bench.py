@@ -25,6 +25,7 @@ Who calls what: :func:`monitor.cli.cmd_bench` calls :func:`run_live_bench`.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import shutil
 import subprocess
@@ -206,15 +207,17 @@ async def _bench(overrides: dict[str, Any], work: Path, plan: Plan) -> int:
         # caught up; time the new sessions once that burst is over.
         await _wait_quiet(metrics_url, "sla_events_total", quiet=2.0, timeout=120)
         delays = await _detection_delays(settings, latency_sessions, latency_target)
-    if delays:
-        delays.sort()
-        p50 = delays[len(delays) // 2]
-        p99 = delays[min(len(delays) - 1, int(len(delays) * 0.99))]
-        print(
-            f"detection delay:         p50 {p50:.3f} s, p99 {p99:.3f} s, max {delays[-1]:.3f} s "
-            f"over {len(delays)} breaches, deadline -> readable on the breach topic "
-            f"(target p99 <= 1 s; tick {settings.tick_interval:g} s)"
-        )
+        _print_delays("detection delay, idle:  ", delays, settings)
+        # The same again while the worker carries a steady load at half the rate it just
+        # drained the backlog at: fresh sessions, stamped as they are sent (issue 7).
+        load = asyncio.create_task(_steady_load(settings, events, rate / 2))
+        try:
+            delays = await _detection_delays(settings, latency_sessions, latency_target)
+        finally:
+            load.cancel()
+            sent = await load
+        _print_delays(f"... under {rate / 2:,.0f} ev/s:", delays, settings)
+        print(f"                         ({sent:,} load events sent meanwhile)")
     if plan.scale_out:
         pair = await _two_workers(settings, work, n)
         print(
@@ -247,6 +250,51 @@ async def _two_workers(settings: Settings, work: Path, expected: int) -> float:
                     return (count - first[1]) / max(now - first[0], 1e-9)
             await asyncio.sleep(2.0)
     raise RuntimeError("the two workers did not finish the backlog in time")
+
+
+def _print_delays(label: str, delays: list[float], settings: Settings) -> None:
+    if not delays:
+        print(f"{label} no breach came out")
+        return
+    delays.sort()
+    p50 = delays[len(delays) // 2]
+    p99 = delays[min(len(delays) - 1, int(len(delays) * 0.99))]
+    print(
+        f"{label}  p50 {p50:.3f} s, p99 {p99:.3f} s, max {delays[-1]:.3f} s over "
+        f"{len(delays)} breaches, deadline -> readable on the breach topic "
+        f"(target p99 <= 1 s; tick {settings.tick_interval:g} s)"
+    )
+
+
+async def _steady_load(settings: Settings, events: list[dict[str, Any]], rate: float) -> int:
+    """Sends ``events`` again, renamed (new subjects) and stamped with the time they are sent,
+    at ``rate`` events/s until cancelled; returns how many it sent."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.bootstrap_servers,
+        max_batch_size=settings.producer_max_batch_size,
+    )
+    await producer.start()
+    sent, step = 0, 0.05
+    began = time.monotonic()
+    try:
+        for event in itertools.cycle(events):
+            now = datetime.now(UTC).isoformat()
+            renamed: dict[str, Any] = dict(event, occurred_at=now)
+            renamed["event_id"] = f"load-{sent}-{event['event_id']}"
+            for field in ("session_id", "ticket_id"):  # new subjects on every lap
+                if field in event:
+                    renamed[field] = f"LOAD{sent // len(events)}-{event[field]}"
+            topic, key, value = _record(settings, renamed)
+            await producer.send(topic, value, key=key)
+            sent += 1
+            ahead = began + sent / rate - time.monotonic()
+            if ahead > 0:
+                await asyncio.sleep(max(ahead, step))
+    except asyncio.CancelledError:
+        pass
+    finally:
+        await producer.stop()
+    return sent
 
 
 def _traffic(start: datetime, hours: float, scale: float) -> list[dict[str, Any]]:
@@ -345,10 +393,10 @@ async def _send_sessions(settings: Settings, sessions: int, spread: float) -> No
             at = began + spread * i / sessions
             await asyncio.sleep(max(at - time.time(), 0.0))
             event = {
-                "event_id": f"bench-{i}",
+                "event_id": f"bench-{began:.6f}-{i}",
                 "type": "session.started",
                 "occurred_at": datetime.fromtimestamp(at, UTC).isoformat(),
-                "session_id": f"BENCH-{os.getpid()}-{i}",
+                "session_id": f"BENCH-{os.getpid()}-{began:.6f}-{i}",  # new on every call
                 "tenant": LATENCY_TENANT,
                 "channel": "web",
             }

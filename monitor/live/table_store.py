@@ -24,11 +24,12 @@ know about, and each piece was needed for a reason seen in this project:
   task, one ``send`` at a time) and a per-record callback that stores the changelog offset:
   in ``bench --live --kafka`` that path was an eighth of the worker's CPU (py-spy, issue 7).
   :meth:`store` does the same three things directly: the local store (RocksDB or memory), one
-  ``producer.send`` per record to the key's changelog partition, then one wait for the
-  broker and the changelog offset recorded in RocksDB per partition and batch (what Faust's
-  ``Table._on_changelog_sent`` does per record, so that a restart recovers only what came
-  after it). The worker acknowledges a batch's input only after that wait, so a record is in
-  the changelog before its input can be committed, whatever Faust's commit flushes.
+  ``producer.send`` per record to the key's changelog partition, and (:meth:`settle`) one
+  wait for the broker and the changelog offset recorded in RocksDB per partition and batch
+  (what Faust's ``Table._on_changelog_sent`` does per record, so that a restart recovers only
+  what came after it). The worker acknowledges a batch's input only after that wait, so a
+  record is in the changelog before its input can be committed, whatever Faust's commit
+  flushes.
 * **Listing a partition's records.** RocksDB keeps one database per partition (``_dbs``); the
   memory store keeps one dict and remembers the partition only for keys it *recovered*
   (``_key_partition``). Keys written live are remembered here.
@@ -64,12 +65,15 @@ class SubjectTable:
             _current_event.reset(token)
         return value
 
-    async def store(self, writes: Iterable[tuple[bytes, bytes | None, Any]], producer: Any) -> None:
+    async def store(
+        self, writes: Iterable[tuple[bytes, bytes | None, Any]], producer: Any
+    ) -> dict[int, Any]:
         """Stores each ``(key, value, event)`` (``None`` deletes) in the local store as if
         ``event`` were being handled (its partition picks the RocksDB database and the changelog
-        partition) and sends it to the changelog; returns once the broker has them all.
+        partition) and sends it to the changelog without waiting; returns each changelog
+        partition's last delivery, for :meth:`settle`.
 
-        Affects: the local store, the changelog, and the changelog offset RocksDB records."""
+        Affects: the local store and the changelog."""
         data: Any = self.table.data
         topic = self.changelog
         last: dict[int, Any] = {}
@@ -88,14 +92,21 @@ class SubjectTable:
             finally:
                 _current_event.reset(token)
             last[partition] = await producer.send(topic, key, value, partition, None, None)
-        if not last:
+        return last
+
+    async def settle(self, stored: dict[int, Any]) -> None:
+        """Waits until the broker has the changelog records :meth:`store` sent (a partition's
+        records complete in order, so its last one stands for all), then records each
+        partition's changelog offset in RocksDB, as Faust's ``Table._on_changelog_sent`` does:
+        recovery after a restart reads the changelog from there on (memory store: no-op).
+
+        Affects: the changelog offsets RocksDB keeps."""
+        if not stored:
             return
-        # A partition's records complete in order, so its last one stands for all of them.
-        done = await asyncio.gather(*last.values())
-        for partition, metadata in zip(last, done, strict=True):
-            # What Faust's Table._on_changelog_sent does: recovery after a restart reads the
-            # changelog from here on (the memory store ignores it).
-            data.set_persisted_offset(TP(topic, partition), metadata.offset)
+        done = await asyncio.gather(*stored.values())
+        data: Any = self.table.data
+        for partition, metadata in zip(stored, done, strict=True):
+            data.set_persisted_offset(TP(self.changelog, partition), metadata.offset)
 
     def items(self, partitions: set[int]) -> Iterator[tuple[bytes, bytes, int]]:
         """``(key, record, partition)`` of the records on ``partitions``."""
