@@ -129,7 +129,17 @@ class SlaEngine:
         else:
             run = (self._rules.get(state.policy) or self._load(state.policy)).run
             run.now, run.out = now, []
-        new_state = _HANDLERS[event.type](run, event, state)
+        handler = _HANDLERS.get(event.type)
+        if handler is None:
+            # channel.status reaching a stored record: state_key gives channels the tickets'
+            # "t:" prefix, so a channel named like a ticket id found that ticket's record
+            # (fuzzing, issue 10: a KeyError that stopped replay).
+            raise RejectedEvent(
+                f"{event.type} has no SLA clock: it feeds the availability KPI "
+                "(monitor.kpi.KpiTracker), not the engine",
+                code=Reason.NOT_FOR_ENGINE,
+            )
+        new_state = handler(run, event, state)
         new_state.remember(digest)
         at, last = event.occurred_at, new_state.last_event_at
         new_state.last_event_at = at if at > last else last  # max() without the call
