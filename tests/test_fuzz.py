@@ -21,9 +21,11 @@ all (the CI value is 10,000; ``SLA_FUZZ_EXAMPLES=1000000`` runs a hundred times 
 
 Schema-valid hostile events in the isolation test are dated no later than the good traffic:
 a valid event moves event time even when the engine then refuses it (README, "Event time":
-the clock is the largest ``occurred_at`` seen), so a valid far-future event fires the good
-subjects' deadlines early by design. That is the skewed-producer-clock scenario, not a
-decoding fault; far-future and unknown-year instants are fuzzed by the first two properties.
+the clock is the largest ``occurred_at`` seen; the worker observes it before the engine runs
+too). One refused ``message.sent`` dated 2099 in the good hour changes 15 of its 64 final
+verdicts in replay (the deadlines open then fire at once; later ones never fire, the clock
+being past them). That is the skewed-producer-clock scenario, open on issue 10, not a decoding
+fault; far-future and unknown-year instants are fuzzed by the first two properties.
 
 The live counterpart (the worker dead-letters every hostile record with a reason and a code,
 and still emits replay's facts for the good ones) is ``tests/live/test_worker.py``.
