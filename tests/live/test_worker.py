@@ -251,8 +251,8 @@ def hostile_records(
     topics. Seeded: the same corpus every run.
 
     Valid dates stay in the past: a valid event moves its partition's event time even when it
-    is then refused (README, "Event time"), so a valid far-future one would fire the good
-    sessions' deadlines early by design (tests/test_fuzz.py says more)."""
+    is then refused (README, "Event time"), so a valid far-future one would change the good
+    sessions' verdicts: the skewed-clock scenario, open on issue 10 (tests/test_fuzz.py)."""
     rnd = random.Random(seed)
     s = setup.settings
     junk: list[Any] = [
