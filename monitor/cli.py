@@ -21,7 +21,7 @@ from typing import IO, TYPE_CHECKING, Any
 import orjson
 
 from monitor import __version__
-from monitor.errors import InvalidEvent, SlaMonitorError
+from monitor.errors import ConfigError, InvalidEvent, SlaMonitorError
 from monitor.events import Event
 from monitor.live import cli as live  # options and entry points only: Faust loads in cmd_<name>
 from monitor.replay import ReplayStats
@@ -175,7 +175,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
         kpis = KpiTracker(engine.policies)
     replay = Replay(engine, kpis)
     out = sys.stdout.buffer
-    stream = sys.stdin.buffer if args.file == "-" else open(args.file, "rb")  # noqa: SIM115
+    try:
+        stream = sys.stdin.buffer if args.file == "-" else open(args.file, "rb")  # noqa: SIM115
+    except OSError as exc:  # a refusal, not a traceback (issue 10)
+        raise ConfigError(f"{args.file}: cannot read the events: {exc.strerror}") from None
     with stream:
         events = _read_events(stream, replay.stats, show_progress=args.progress, agents=out)
         facts: Iterator[Any] = iter_replay(replay, events, args.until)

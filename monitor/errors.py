@@ -104,3 +104,17 @@ class RejectedEvent(SlaMonitorError):
         self.reason = reason
         self.code = code
         super().__init__(reason)
+
+
+def yaml_problem(exc: Exception) -> str:
+    """A YAML parser error as one line: ``line L, column C: what``.
+
+    PyYAML's own text spans several lines (the context, a quoted source line, a caret), and
+    a start-up refusal must be one line (issue 10: ``sla-monitor: error: FILE: FIELD:
+    PROBLEM``). Called by the policy loader and the calendar override reader.
+    """
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc)
+    context = getattr(exc, "context", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    return " ".join(f"{where}{f'{context}, ' if context else ''}{problem}".split())

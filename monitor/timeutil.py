@@ -18,6 +18,16 @@ Micros = NewType("Micros", int)
 MICROS_PER_SECOND = 1_000_000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
+# The instants an input event may carry: [1970-01-01T00:00:00Z, 9000-01-01T00:00:00Z).
+# Fuzzing (tests/test_fuzz.py, issue 10) found "9999-12-31T23:59:59Z" and
+# "0001-01-01T00:00:00+01:00" accepted by the validator and then crashing the engine
+# (OverflowError / ValueError in the calendar's local-day arithmetic: datetime ends at years
+# 1 and 9999, and a deadline or a time-zone shift steps past them). The lower bound is the
+# epoch because instants count from it and the live clock reads 0 as "no event time yet"
+# (monitor.live.clock); the upper bound leaves ~1000 years for deadlines and retention.
+MIN_INSTANT = 0
+MAX_INSTANT = (datetime(9000, 1, 1, tzinfo=UTC) - _EPOCH) // timedelta(microseconds=1)  # exclusive
+
 
 def from_datetime(value: datetime) -> Micros:
     """Converts an aware datetime to an instant. A naive datetime is a bug: ValueError."""
@@ -47,7 +57,13 @@ def parse_rfc3339(text: str) -> Micros:
         raise ValueError(f"{text!r} is not an RFC 3339 date-time") from None
     if value.tzinfo is None:
         raise ValueError(f"{text!r} has no UTC offset (naive timestamps are ambiguous)")
-    return from_datetime(value)
+    instant = from_datetime(value)
+    if not MIN_INSTANT <= instant < MAX_INSTANT:
+        raise ValueError(
+            f"{text!r} is outside the instants this monitor accepts, 1970-01-01T00:00:00Z "
+            "up to 9000-01-01T00:00:00Z (a producer clock or a unit error?)"
+        )
+    return instant
 
 
 def format_rfc3339(instant: int, tz: tzinfo = UTC) -> str:

@@ -39,7 +39,7 @@ from monitor.event_plans import (
     compile_plans,
 )
 from monitor.events import AGENT_STATUS, AgentPresence, AgentStatus, Event
-from monitor.timeutil import parse_rfc3339
+from monitor.timeutil import MAX_INSTANT, MIN_INSTANT, parse_rfc3339
 
 MAX_EVENT_BYTES: Final = 64 * 1024
 """Larger raw events are rejected before parsing: no producer needs more, and a runaway one
@@ -221,9 +221,11 @@ def _instant(text: str) -> int | None:
     and times (month 13, 25:00, second 60). Integer division keeps microseconds exact.
     """
     try:
-        return (datetime.fromisoformat(text) - _EPOCH) // _MICRO
+        instant: int = (datetime.fromisoformat(text) - _EPOCH) // _MICRO
     except ValueError:
         return None
+    # The range parse_rfc3339 enforces too (monitor.timeutil says why: fuzzing found crashes).
+    return instant if MIN_INSTANT <= instant < MAX_INSTANT else None
 
 
 # "YYYY-MM-DDThh:mm" -> (its offset as written, the instant the minute starts, the length of
@@ -274,6 +276,10 @@ def _remember_minute(text: str) -> int | None:
     except ValueError:
         return None
     instant: int = (at - _EPOCH) // _MICRO
+    if not MIN_INSTANT <= instant < MAX_INSTANT:
+        # Out of range (monitor.timeutil): never remembered, so the cached path needs no check
+        # (both bounds are whole minutes: a remembered minute lies wholly inside them).
+        return None
     if len(_minutes) >= _MINUTES_KEPT:
         _minutes.clear()
     offset = "Z" if text[-1] == "Z" else text[-6:]

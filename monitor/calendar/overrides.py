@@ -26,7 +26,7 @@ from typing import Any
 
 import yaml
 
-from monitor.errors import PolicyError
+from monitor.errors import PolicyError, yaml_problem
 
 _FIELDS = ("years", "holidays", "working_days")
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -140,7 +140,7 @@ def load_overrides(path: str | Path) -> Overrides:
     try:
         doc = yaml.load(text, Loader=_Loader)  # a SafeLoader: no arbitrary objects
     except yaml.YAMLError as exc:
-        raise PolicyError(name, "<file>", f"not valid YAML: {exc}") from None
+        raise PolicyError(name, "<file>", f"not valid YAML: {yaml_problem(exc)}") from None
     if not isinstance(doc, dict):
         # An empty file is rejected too: it is more likely a wrong path or a truncated
         # deploy than a deliberate "no overrides" (for that, pass no file at all).

@@ -22,7 +22,7 @@ from monitor import schemas
 from monitor.accounting.rules import parse_accounting
 from monitor.bundled import policies_dir
 from monitor.calendar import WorkingTime, make_day_calendar
-from monitor.errors import ConfigError, PolicyError
+from monitor.errors import ConfigError, PolicyError, yaml_problem
 from monitor.policy.durations import parse_duration
 from monitor.policy.model import (
     AppealPolicy,
@@ -107,7 +107,7 @@ def load_policy_file(path: Path) -> Policy:
         doc = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
     except (yaml.YAMLError, tomllib.TOMLDecodeError) as exc:
         raise PolicyError(
-            source, "(file)", f"is not valid {path.suffix[1:].upper()}: {exc}"
+            source, "(file)", f"is not valid {path.suffix[1:].upper()}: {yaml_problem(exc)}"
         ) from None
     return parse_policy(doc, source, base_dir=path.parent)
 
