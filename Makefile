@@ -53,6 +53,12 @@ tools: $(GO_TOOLS)
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium fonts-noto-cjk; }
+	@# The network-fault tests (issue 10): a namespace and veth (iproute2's ip), shaping (tc) and
+	@# packet drops (nft); netem is not in every kernel, nf_tables is (tests/live/netns.py).
+	@command -v ip >/dev/null && command -v tc >/dev/null && command -v nft >/dev/null || { \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends iproute2 nftables; }
 
 ## Grafana's dashboard-linter and kubeconform, built from the Go module proxy at the versions and
 ## checksums pinned in tools/go.mod and tools/go.sum, into .tools/bin (gitignored). Rebuilt only

@@ -1,0 +1,268 @@
+"""Network faults between the worker and the broker: a cut longer than the consumer session
+timeout, and a degraded link. The worker recovers by itself and its output equals replay's.
+
+The worker runs in its own network namespace (:mod:`tests.live.netns`: ``ip netns`` and a veth
+pair, created and removed by the test), the broker on the host end of the veth, so every byte
+between them crosses a link the test controls with the real kernel:
+
+* **the cut** is nf_tables dropping every packet on the veth, both ways: a silent partition
+  (open connections hang; no reset, no "unreachable"), kept for the session timeout plus a few
+  seconds, so the broker's group coordinator evicts the worker while it cannot hear about it.
+  Traffic reaches the broker meanwhile from the host: a session answered in time while the
+  worker could not see the answer must not become a breach (the event-time clock,
+  :mod:`monitor.live.clock`), and the ones nobody answered must each come out once;
+* **the degraded link** drops a random share of packets each way (nf_tables ``numgen``) while
+  a generated day flows through as a backlog.
+
+The oracle is ``sla-monitor replay`` on the same input: the set of ``sla_id`` with their final
+kinds, and the set of ``fact_id`` once exact repeats are dropped, must be replay's — no missing
+fact, no extra one (a breach that was emitted and then retracted is two extra facts).
+
+Why not ``tc netem``: this CI kernel has no ``sch_netem`` (``tc qdisc add dev X root netem
+delay 100ms`` answers "Specified qdisc kind is unknown"; ``CONFIG_NET_SCH_NETEM`` is unset in
+``/proc/config.gz`` and there are no modules to load), nor ``act_gact``; nf_tables with
+``numgen`` is built in, so loss and the cut are kernel-level. ``SLA_NETFAULT_LONG=1`` runs the
+cut for a minute instead of the session timeout plus 4 s.
+
+Needs root (``CAP_NET_ADMIN``), iproute2 and nftables (``make tools`` installs nftables).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections import Counter
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from monitor.engine import SlaEngine
+from monitor.live.broker import Broker, EmbeddedBroker
+from monitor.live.kafka import KafkaBroker
+from monitor.policy import load_policy_set
+from monitor.replay import final_kinds, replay_events
+from monitor.sla_event import Kind, SlaEvent
+from monitor.traffic import generate
+from monitor.validation import event_from_dict
+from tests.live.harness import (
+    DAY,
+    POLICIES,
+    LiveSetup,
+    TopicReader,
+    chat,
+    ev,
+    final_kinds_from_topics,
+    iso,
+    opened,
+    produce,
+    record_for,
+    session_id,
+)
+from tests.live.netns import NetNamespace
+
+pytestmark = pytest.mark.broker
+
+LONG = os.environ.get("SLA_NETFAULT_LONG") == "1"
+LOSS_PERCENT = 5
+BACKLOG_HOURS = 24.0 if LONG else 6.0  # of generated traffic (about 170 events an hour)
+
+
+@pytest.fixture(scope="module", params=["tansu", "kafka"])
+def link(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[NetNamespace, Broker]]:
+    """A namespace for the worker and a broker on the host end of its veth."""
+    tmp = tmp_path_factory.mktemp(f"netfault-{request.param}")
+    with NetNamespace() as ns:
+        broker: EmbeddedBroker | KafkaBroker
+        if request.param == "tansu":
+            broker = EmbeddedBroker(host=ns.host_address, log_path=tmp / "tansu.log")
+        else:
+            broker = KafkaBroker(host=ns.host_address, data_dir=tmp / "kafka")
+        broker.start()
+        try:
+            yield ns, broker
+        finally:
+            broker.stop()
+
+
+def oracle(events: list[dict[str, Any]], policies: str | None) -> list[SlaEvent]:
+    engine = SlaEngine(load_policy_set(policies))
+    return replay_events(engine, [event_from_dict(e) for e in events], time.time_ns() // 1000)
+
+
+class Output:
+    """The three fact topics of a setup, as a downstream consumer reads them."""
+
+    def __init__(self, reader: TopicReader, setup: LiveSetup) -> None:
+        self.reader = reader
+        s = setup.settings
+        self.topics = (s.topic_warnings, s.topic_breaches, s.topic_outcomes)
+
+    def facts(self) -> list[dict[str, Any]]:
+        return [f for t in self.topics for f in self.reader.facts(t)]
+
+    def kinds(self) -> dict[str, Kind]:
+        return final_kinds_from_topics(*(self.reader.facts(t) for t in self.topics))
+
+    def fact_ids(self) -> set[str]:
+        return {f["fact_id"] for f in self.facts()}
+
+
+def compare(out: Output, expected: list[SlaEvent]) -> str:
+    """Empty when live equals replay; else what differs."""
+    want_kinds = final_kinds(expected)
+    want_ids = {f.fact_id for f in expected}
+    live_kinds, live_ids = out.kinds(), out.fact_ids()
+    if live_kinds == want_kinds and live_ids == want_ids:
+        return ""
+    wrong = {k: (live_kinds.get(k), v) for k, v in want_kinds.items() if live_kinds.get(k) != v}
+    return (
+        f"final kinds differing (live, replay): {wrong}; extra sla_ids "
+        f"{sorted(set(live_kinds) - set(want_kinds))}; fact_ids missing "
+        f"{sorted(want_ids - live_ids)}; extra {sorted(live_ids - want_ids)}"
+    )
+
+
+def assert_repeats_identical(out: Output) -> None:
+    """At-least-once may repeat a fact, but only as the very same fact."""
+    by_id: dict[str, dict[str, Any]] = {}
+    for fact in out.facts():
+        first = by_id.setdefault(fact["fact_id"], fact)
+        assert first == fact, f"two different facts with one fact_id: {first} != {fact}"
+
+
+async def test_cut_longer_than_session_timeout(
+    link: tuple[NetNamespace, Broker], tmp_path: Path
+) -> None:
+    ns, broker = link
+    setup = LiveSetup(broker, tmp_path)
+    s = setup.settings
+    await setup.create_topics()
+    worker = setup.worker(prefix=ns.exec_prefix)
+    worker.start()
+    try:
+        await worker.wait_ready()
+        # Seen before the cut: one answered during it (in time, 1.5 s of 4 s), one never.
+        answered, ignored = session_id("cut-answered"), session_id("cut-ignored")
+        t0 = iso()
+        events = [*opened(answered, t0), *opened(ignored, t0)]
+        await produce(s, [chat(setup, e) for e in events])
+        await asyncio.sleep(1.0)  # the worker has read them: their timers are armed
+        assert "never reached" not in worker.log()
+
+        cut_length = 60.0 if LONG else s.session_timeout + 4.0
+        ns.cut()
+        cut_at = time.monotonic()
+        # Traffic the worker cannot see: the answer, and two sessions opened during the cut.
+        during_ok, during_late = session_id("during-ok"), session_id("during-late")
+        start = iso()
+        waiting = [
+            ev(answered, "message.sent", iso(1.5, _parse(t0)), sender="agent"),
+            *opened(during_ok, start),
+            ev(during_ok, "message.sent", iso(1.0, _parse(start)), sender="agent"),
+            *opened(during_late, start),
+        ]
+        await produce(s, [chat(setup, e) for e in waiting])
+        events += waiting
+        await asyncio.sleep(max(0.0, cut_length - (time.monotonic() - cut_at)))
+        dropped = ns.dropped()
+        ns.restore()
+        restored_at = time.monotonic()
+        assert dropped > 0, "the cut dropped nothing: the worker did not talk to the broker"
+
+        # After the link is back: a new session nobody answers, to show the worker is live.
+        after = session_id("after")
+        late_events = opened(after, iso())
+        await produce(s, [chat(setup, e) for e in late_events])
+        events += late_events
+        await asyncio.sleep(4.5)  # its deadline passes
+        expected = oracle(events, POLICIES)
+        assert {f.subject_id for f in expected if f.kind is Kind.BREACH} == {
+            ignored,
+            during_late,
+            after,
+        }
+        async with TopicReader(s, _topics(setup)) as reader:
+            out = Output(reader, setup)
+            try:
+                await reader.wait_for(lambda r: not compare(out, expected), 60, "replay")
+            except AssertionError:
+                raise AssertionError(
+                    f"after a {cut_length:.0f} s cut: {compare(out, expected)}\n"
+                    + worker.log()[-6000:]
+                ) from None
+            recovered = time.monotonic() - restored_at
+            await asyncio.sleep(2.0)  # a repeat or a late false fact would arrive by now
+            await reader.poll()
+            assert not compare(out, expected), compare(out, expected)
+            assert_repeats_identical(out)
+            per_fact = Counter(f["fact_id"] for f in reader.facts(s.topic_breaches))
+        assert worker.proc is not None
+        assert worker.proc.poll() is None, "the worker gave up"
+        print(
+            f"\n[{broker.name}] cut {cut_length:.1f} s (session timeout {s.session_timeout} s), "
+            f"{dropped} packets dropped; replay's output {recovered:.1f} s after the restore; "
+            f"{len(expected)} facts, breaches {dict(per_fact)}"
+        )
+        assert "never reached the worker" not in worker.log()
+    finally:
+        worker.stop()
+
+
+async def test_degraded_link_drains_a_backlog(
+    link: tuple[NetNamespace, Broker], tmp_path: Path
+) -> None:
+    """A generated day as a backlog, over a link that loses 5 % of packets each way and is
+    shaped to 8 Mbit/s (queueing delay up to 100 ms): the worker gets replay's result."""
+    ns, broker = link
+    setup = LiveSetup(broker, tmp_path, policies=None)
+    s = setup.settings
+    await setup.create_topics()
+    events = generate(DAY, BACKLOG_HOURS, 41, chats_per_hour=40.0, tickets_per_hour=12.0)
+    expected = oracle(events, None)
+    assert sum(f.kind is Kind.BREACH for f in expected) > 100  # plenty to lose
+    await produce(s, [record_for(setup, e) for e in events])
+    ns.degrade(LOSS_PERCENT)
+    ns.limit_rate("8mbit", "100ms")
+    worker = setup.worker(prefix=ns.exec_prefix)
+    started = time.monotonic()
+    worker.start()
+    try:
+        async with TopicReader(s, _topics(setup)) as reader:
+            out = Output(reader, setup)
+            try:
+                await reader.wait_for(lambda r: not compare(out, expected), 120, "replay")
+            except AssertionError:
+                raise AssertionError(
+                    f"over a lossy link: {compare(out, expected)}\n" + worker.log()[-6000:]
+                ) from None
+            drained = time.monotonic() - started
+            dropped = ns.dropped()
+            ns.restore()
+            await asyncio.sleep(2.0)
+            await reader.poll()
+            assert not compare(out, expected), compare(out, expected)
+            assert_repeats_identical(out)
+        assert dropped > 0, "no packet was lost: the fault was not in the path"
+        print(
+            f"\n[{broker.name}] {len(events)} events over a {LOSS_PERCENT} % lossy 8 Mbit/s link: "
+            f"{dropped} packets dropped, replay's {len(expected)} facts in {drained:.1f} s"
+        )
+        assert "never reached the worker" not in worker.log()
+    finally:
+        worker.stop()
+        ns.restore()
+
+
+def _parse(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+def _topics(setup: LiveSetup) -> list[str]:
+    s = setup.settings
+    return [s.topic_warnings, s.topic_breaches, s.topic_outcomes]
