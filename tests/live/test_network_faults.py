@@ -175,38 +175,42 @@ async def test_cut_longer_than_session_timeout(
         restored_at = time.monotonic()
         assert dropped > 0, "the cut dropped nothing: the worker did not talk to the broker"
 
-        # After the link is back: a new session nobody answers, to show the worker is live.
-        after = session_id("after")
-        late_events = opened(after, iso())
-        await produce(s, [chat(setup, e) for e in late_events])
-        events += late_events
-        await asyncio.sleep(4.5)  # its deadline passes
+        # Every deadline of the sessions above has passed: replay's verdicts, now.
         expected = oracle(events, POLICIES)
-        assert {f.subject_id for f in expected if f.kind is Kind.BREACH} == {
-            ignored,
-            during_late,
-            after,
-        }
+        breached = {f.subject_id for f in expected if f.kind is Kind.BREACH}
+        assert breached == {ignored, during_late}
         async with TopicReader(s, _topics(setup)) as reader:
             out = Output(reader, setup)
-            try:
-                await reader.wait_for(lambda r: not compare(out, expected), 60, "replay")
-            except AssertionError:
-                raise AssertionError(
-                    f"after a {cut_length:.0f} s cut: {compare(out, expected)}\n"
-                    + worker.log()[-6000:]
-                ) from None
+
+            async def settle(what: str) -> None:
+                try:
+                    await reader.wait_for(lambda r: not compare(out, expected), 60, what)
+                except AssertionError:
+                    raise AssertionError(
+                        f"{what}: {compare(out, expected)}\n{worker.log()[-6000:]}"
+                    ) from None
+
+            await settle(f"after a {cut_length:.0f} s cut")
             recovered = time.monotonic() - restored_at
+            # And live again: a new session nobody answers is a breach on time.
+            after = session_id("after")
+            late_events = opened(after, iso())
+            await produce(s, [chat(setup, e) for e in late_events])
+            events += late_events
+            await asyncio.sleep(4.5)  # its deadline passes
+            expected = oracle(events, POLICIES)
+            await settle("a session opened after the restore")
             await asyncio.sleep(2.0)  # a repeat or a late false fact would arrive by now
             await reader.poll()
             assert not compare(out, expected), compare(out, expected)
             assert_repeats_identical(out)
             per_fact = Counter(f["fact_id"] for f in reader.facts(s.topic_breaches))
+        assert set(per_fact) == {f.fact_id for f in expected if f.kind is Kind.BREACH}
         assert worker.proc is not None
         assert worker.proc.poll() is None, "the worker gave up"
         print(
             f"\n[{broker.name}] cut {cut_length:.1f} s (session timeout {s.session_timeout} s), "
-            f"{dropped} packets dropped; replay's output {recovered:.1f} s after the restore; "
+            f"{dropped} packets dropped; replay's verdicts {recovered:.1f} s after the restore; "
             f"{len(expected)} facts, breaches {dict(per_fact)}"
         )
         assert "never reached the worker" not in worker.log()
@@ -225,7 +229,7 @@ async def test_degraded_link_drains_a_backlog(
     await setup.create_topics()
     events = generate(DAY, BACKLOG_HOURS, 41, chats_per_hour=40.0, tickets_per_hour=12.0)
     expected = oracle(events, None)
-    assert sum(f.kind is Kind.BREACH for f in expected) > 100  # plenty to lose
+    assert sum(f.kind is Kind.BREACH for f in expected) > 50  # plenty to lose
     await produce(s, [record_for(setup, e) for e in events])
     ns.degrade(LOSS_PERCENT)
     ns.limit_rate("8mbit", "100ms")
