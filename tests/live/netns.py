@@ -133,6 +133,10 @@ class NetNamespace:
         run(*ns, "link", "set", self.ns_veth, "up")
         run(*ns, "link", "set", "lo", "up")
 
+    def sysctl(self, name: str, value: str) -> None:
+        """Sets a per-namespace sysctl (``net.ipv4.*``) inside the namespace only."""
+        run(*self.exec_prefix, "sysctl", "-q", "-w", f"{name}={value}")
+
     def delete(self) -> None:
         """Removes the veth pair and the namespace (and with it its nf_tables rules)."""
         if not self.created:

@@ -143,6 +143,8 @@ async def test_cut_longer_than_session_timeout(
     setup = LiveSetup(broker, tmp_path)
     s = setup.settings
     await setup.create_topics()
+    if os.environ.get("SLA_NETFAULT_RTO_MAX_MS"):
+        ns.sysctl("net.ipv4.tcp_rto_max_ms", os.environ["SLA_NETFAULT_RTO_MAX_MS"])
     worker = setup.worker(prefix=ns.exec_prefix)
     worker.start()
     try:
