@@ -30,10 +30,12 @@ Needs root (``CAP_NET_ADMIN``), iproute2 and nftables (``make tools`` installs n
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -41,7 +43,7 @@ from typing import Any
 import pytest
 
 from monitor.engine import SlaEngine
-from monitor.live.broker import Broker, EmbeddedBroker
+from monitor.live.broker import Broker, EmbeddedBroker, free_port
 from monitor.live.kafka import KafkaBroker
 from monitor.policy import load_policy_set
 from monitor.replay import final_kinds, replay_events
@@ -63,31 +65,70 @@ from tests.live.harness import (
     session_id,
 )
 from tests.live.netns import NetNamespace
+from tests.live.toxiproxy import Toxiproxy
 
 pytestmark = pytest.mark.broker
 
 LONG = os.environ.get("SLA_NETFAULT_LONG") == "1"
 LOSS_PERCENT = 5
+LATENCY_MS, JITTER_MS = 50, 20
+PROXY = "broker"
 BACKLOG_HOURS = 24.0 if LONG else 6.0  # of generated traffic (about 170 events an hour)
+
+
+@dataclass
+class ThroughProxy:
+    """A broker as clients see it through the proxy: bootstrap and every advertised address
+    are the proxy's (the broker advertises it)."""
+
+    name: str
+    bootstrap: str
+    overrides: dict[str, Any]
+
+    def settings_overrides(self) -> dict[str, Any]:
+        return {**self.overrides, "broker": self.bootstrap}
+
+
+@dataclass
+class Link:
+    """The worker's namespace; a broker on the host end of its veth (``direct``); and the same
+    kind of broker behind toxiproxy (``proxied``: all connections cross the proxy)."""
+
+    ns: NetNamespace
+    direct: Broker
+    proxied: Broker
+    toxiproxy: Toxiproxy
 
 
 @pytest.fixture(scope="module", params=["tansu", "kafka"])
 def link(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[NetNamespace, Broker]]:
-    """A namespace for the worker and a broker on the host end of its veth."""
+) -> Iterator[Link]:
     tmp = tmp_path_factory.mktemp(f"netfault-{request.param}")
-    with NetNamespace() as ns:
-        broker: EmbeddedBroker | KafkaBroker
+    with NetNamespace() as ns, contextlib.ExitStack() as stack:
+        toxiproxy = Toxiproxy(tmp / "toxiproxy.log")
+        toxiproxy.start()
+        stack.callback(toxiproxy.stop)
+        proxy = f"{ns.host_address}:{free_port(ns.host_address)}"
+        direct: EmbeddedBroker | KafkaBroker
         if request.param == "tansu":
-            broker = EmbeddedBroker(host=ns.host_address, log_path=tmp / "tansu.log")
+            # Tansu has one listener: a second broker advertises the proxy.
+            direct = EmbeddedBroker(host=ns.host_address, log_path=tmp / "tansu.log")
+            behind = EmbeddedBroker(
+                host=ns.host_address, log_path=tmp / "tansu-proxied.log", advertised=proxy
+            )
+            behind.start()
+            stack.callback(behind.stop)
+            upstream, overrides = behind.bootstrap, behind.settings_overrides()
         else:
-            broker = KafkaBroker(host=ns.host_address, data_dir=tmp / "kafka")
-        broker.start()
-        try:
-            yield ns, broker
-        finally:
-            broker.stop()
+            direct = KafkaBroker(host=ns.host_address, data_dir=tmp / "kafka", proxy=proxy)
+            assert direct.proxied_port is not None
+            upstream = f"{ns.host_address}:{direct.proxied_port}"
+            overrides = direct.settings_overrides()
+        direct.start()
+        stack.callback(direct.stop)
+        toxiproxy.proxy(PROXY, proxy, upstream)
+        yield Link(ns, direct, ThroughProxy(request.param, proxy, overrides), toxiproxy)
 
 
 def oracle(events: list[dict[str, Any]], policies: str | None) -> list[SlaEvent]:
@@ -136,10 +177,8 @@ def assert_repeats_identical(out: Output) -> None:
         assert first == fact, f"two different facts with one fact_id: {first} != {fact}"
 
 
-async def test_cut_longer_than_session_timeout(
-    link: tuple[NetNamespace, Broker], tmp_path: Path
-) -> None:
-    ns, broker = link
+async def test_cut_longer_than_session_timeout(link: Link, tmp_path: Path) -> None:
+    ns, broker = link.ns, link.direct
     setup = LiveSetup(broker, tmp_path)
     s = setup.settings
     await setup.create_topics()
@@ -220,12 +259,11 @@ async def test_cut_longer_than_session_timeout(
         worker.stop()
 
 
-async def test_degraded_link_drains_a_backlog(
-    link: tuple[NetNamespace, Broker], tmp_path: Path
-) -> None:
-    """A generated day as a backlog, over a link that loses 5 % of packets each way and is
-    shaped to 8 Mbit/s (queueing delay up to 100 ms): the worker gets replay's result."""
-    ns, broker = link
+async def test_degraded_link_drains_a_backlog(link: Link, tmp_path: Path) -> None:
+    """Hours of generated traffic as a backlog, over a link that loses 5 % of packets each way,
+    delays data by 50 ± 20 ms each way and is shaped to 8 Mbit/s: the worker gets replay's
+    result."""
+    ns, broker = link.ns, link.proxied
     setup = LiveSetup(broker, tmp_path, policies=None)
     s = setup.settings
     await setup.create_topics()
@@ -235,6 +273,7 @@ async def test_degraded_link_drains_a_backlog(
     await produce(s, [record_for(setup, e) for e in events])
     ns.degrade(LOSS_PERCENT)
     ns.limit_rate("8mbit", "100ms")
+    link.toxiproxy.latency(PROXY, LATENCY_MS, JITTER_MS)
     worker = setup.worker(prefix=ns.exec_prefix)
     started = time.monotonic()
     worker.start()
@@ -256,13 +295,15 @@ async def test_degraded_link_drains_a_backlog(
             assert_repeats_identical(out)
         assert dropped > 0, "no packet was lost: the fault was not in the path"
         print(
-            f"\n[{broker.name}] {len(events)} events over a {LOSS_PERCENT} % lossy 8 Mbit/s link: "
+            f"\n[{broker.name}] {len(events)} events over a {LOSS_PERCENT} % lossy 8 Mbit/s link, "
+            f"{LATENCY_MS} ± {JITTER_MS} ms each way: "
             f"{dropped} packets dropped, replay's {len(expected)} facts in {drained:.1f} s"
         )
         assert "never reached the worker" not in worker.log()
     finally:
         worker.stop()
         ns.restore()
+        link.toxiproxy.clear(PROXY)
 
 
 def _parse(text: str) -> datetime:
