@@ -12,9 +12,11 @@ Everything is the real kernel, driven by Debian's ``iproute2`` (``ip``) and ``nf
 built in; **``sch_netem`` is not** (``tc qdisc add ... netem`` fails with "Specified qdisc kind
 is unknown", no modules to load), nor is ``act_gact`` (tc's random drop). So:
 
-* a **cut** is an nf_tables table in the namespace dropping every packet on its veth, both ways:
-  a silent partition (no RST, no ICMP), the hard case — open TCP connections hang instead of
-  failing, exactly as when a switch or a firewall between worker and broker dies;
+* a **cut** (:meth:`NetNamespace.cut`) is an nf_tables table in the namespace dropping every
+  packet on its veth, both ways: a silent partition (no RST, no ICMP), the hard case — open
+  TCP connections hang instead of failing, as when a switch or a firewall between worker and
+  broker dies. The loud kind (:meth:`NetNamespace.link_down`: the interface goes down, sends
+  fail at once) is the other;
 * **loss** is the same table dropping a random share of packets (``numgen random mod 100``),
   so TCP retransmits as it would over a lossy path;
 * **delay** needs a queue that holds packets for a time, which only netem gives in the kernel;
@@ -155,6 +157,12 @@ class NetNamespace:
         self.restore()
         self._nft(self._table(f'oifname "{self.ns_veth}" drop', f'iifname "{self.ns_veth}" drop'))
 
+    def link_down(self) -> None:
+        """Takes the namespace's end of the veth down: a loud cut (sends fail at once with
+        "network unreachable", so connections break instead of hanging)."""
+        self.restore()
+        run(*self.exec_prefix, "ip", "link", "set", self.ns_veth, "down")
+
     def degrade(self, loss_percent: int) -> None:
         """Drops a random ``loss_percent`` % of packets on the veth, each way independently."""
         self.restore()
@@ -181,6 +189,7 @@ class NetNamespace:
         run(*self.exec_prefix, "nft", "delete", "table", "inet", TABLE, check=False)
         run("tc", "qdisc", "del", "dev", self.host_veth, "root", check=False)
         run(*self.exec_prefix, "tc", "qdisc", "del", "dev", self.ns_veth, "root", check=False)
+        run(*self.exec_prefix, "ip", "link", "set", self.ns_veth, "up", check=False)
 
     def _table(self, out_rule: str, in_rule: str) -> str:
         def counted(rule: str) -> str:
