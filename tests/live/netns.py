@@ -53,7 +53,9 @@ class NetworkSetupError(RuntimeError):
 def run(*cmd: str, stdin: str | None = None, check: bool = True) -> str:
     done = subprocess.run(cmd, input=stdin, capture_output=True, text=True, check=False)
     if check and done.returncode != 0:
-        raise NetworkSetupError(f"{' '.join(cmd)}: {done.stderr.strip() or done.stdout.strip()}")
+        why = done.stderr.strip() or done.stdout.strip()
+        hint = "" if os.geteuid() == 0 else " (network namespaces need root or CAP_NET_ADMIN)"
+        raise NetworkSetupError(f"{' '.join(cmd)}: {why}{hint}")
     return done.stdout
 
 
