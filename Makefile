@@ -6,6 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 TOOLS_BIN := .tools/bin
 GO_TOOLS  := $(TOOLS_BIN)/dashboard-linter $(TOOLS_BIN)/kubeconform
+TOXIPROXY := $(TOOLS_BIN)/toxiproxy-server
 
 .PHONY: demo test lint typecheck unit all-tests tools kafka-jars replay-sample golden bench clean
 
@@ -41,7 +42,7 @@ unit: $(STAMP) tools
 ## System tools the tests use for real (Debian's packages): promtool and prometheus;
 ## prometheus-alertmanager (with amtool) for the end-to-end alerting test; kcat, a librdkafka
 ## client nobody here wrote. Then the Go linters of tools/go.mod.
-tools: $(GO_TOOLS)
+tools: $(GO_TOOLS) $(TOXIPROXY)
 	@command -v promtool >/dev/null && command -v prometheus >/dev/null && command -v kcat >/dev/null \
 		&& command -v amtool >/dev/null && command -v prometheus-alertmanager >/dev/null || { \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
@@ -53,6 +54,12 @@ tools: $(GO_TOOLS)
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium fonts-noto-cjk; }
+	@# The network-fault tests (issue 10): a namespace and veth (iproute2's ip), shaping (tc) and
+	@# packet drops (nft); netem is not in every kernel, nf_tables is (tests/live/netns.py).
+	@command -v ip >/dev/null && command -v tc >/dev/null && command -v nft >/dev/null || { \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends iproute2 nftables; }
 
 ## Grafana's dashboard-linter and kubeconform, built from the Go module proxy at the versions and
 ## checksums pinned in tools/go.mod and tools/go.sum, into .tools/bin (gitignored). Rebuilt only
@@ -61,6 +68,12 @@ $(GO_TOOLS) &: tools/go.mod tools/go.sum
 	@command -v go >/dev/null || { echo "Go >= 1.24 is needed to build $(GO_TOOLS) (tools/go.mod)" >&2; exit 1; }
 	GOBIN=$(CURDIR)/$(TOOLS_BIN) go install -C tools tool
 	touch $(GO_TOOLS)
+
+## Shopify's toxiproxy (latency and jitter for tests/live/test_network_faults.py: this kernel has
+## no netem), pinned in its own module, tools/toxiproxy/go.mod, so it never moves the linters' pins.
+$(TOXIPROXY): tools/toxiproxy/go.mod tools/toxiproxy/go.sum
+	@command -v go >/dev/null || { echo "Go >= 1.24 is needed to build $@ (tools/toxiproxy/go.mod)" >&2; exit 1; }
+	go build -C tools/toxiproxy -o $(CURDIR)/$@ github.com/Shopify/toxiproxy/v2/cmd/server
 
 ## Apache Kafka's broker jars (deploy/kafka/pom.xml), fetched with Maven once and cached.
 kafka-jars: $(STAMP)

@@ -106,9 +106,14 @@ class EmbeddedBroker:
         port: int | None = None,
         host: str = "127.0.0.1",
         log_path: str | Path | None = None,
+        advertised: str | None = None,
     ) -> None:
         self.host = host
         self.port = port if port is not None else free_port(host)
+        # host:port clients are told to connect to (default: where it listens). The network-
+        # fault tests point it at a TCP proxy in front of the broker, so that every connection
+        # of a client, not only its bootstrap, crosses the proxy.
+        self.advertised = advertised
         self.log_path = Path(log_path) if log_path is not None else None
         self._proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
@@ -138,7 +143,7 @@ class EmbeddedBroker:
             "--listener-url",
             url,
             "--advertised-listener-url",
-            url,
+            f"tcp://{self.advertised}" if self.advertised else url,
             "--storage-engine",
             "memory://tansu/",
         ]

@@ -150,11 +150,19 @@ class KafkaBroker:
         log_path: str | Path | None = None,
         scram: tuple[ScramUser, ...] = (),
         heap: str = "512m",
+        proxy: str | None = None,
     ) -> None:
         self.host = host
         self.port = port if port is not None else free_port(host)
         self.controller_port = free_port(host)
         self.sasl_port = free_port(host) if scram else None
+        # With `proxy` (host:port of a TCP proxy): a second plain listener, PROXIED, on
+        # `proxied_port`, advertised as the proxy's address. Clients that bootstrap through the
+        # proxy are told to connect through it too (Kafka answers Metadata with the addresses
+        # of the listener asked); the PLAINTEXT listener stays direct. For the network-fault
+        # tests (tests/live/test_network_faults.py).
+        self.proxy = proxy
+        self.proxied_port = free_port(host) if proxy else None
         self.scram = scram
         self.heap = heap
         self._own_data = data_dir is None
@@ -210,6 +218,10 @@ class KafkaBroker:
                 "listener.name.sasl_plaintext.scram-sha-256.sasl.jaas.config="
                 "org.apache.kafka.common.security.scram.ScramLoginModule required;",
             ]
+        if self.proxy is not None:
+            listeners.append(f"PROXIED://{self.host}:{self.proxied_port}")
+            advertised.append(f"PROXIED://{self.proxy}")
+            protocols.append("PROXIED:PLAINTEXT")
         listeners.append(f"CONTROLLER://{self.host}:{self.controller_port}")
         lines = [
             "process.roles=broker,controller",

@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -87,17 +87,19 @@ class LiveSetup:
     async def create_topics(self) -> None:
         await ensure_topics(self.settings)
 
-    def worker(self, label: str = "w") -> WorkerProcess:
+    def worker(self, label: str = "w", prefix: Sequence[str] = ()) -> WorkerProcess:
+        """A worker of this setup; ``prefix`` wraps its command (``ip netns exec NS``)."""
         data_dir = self.tmp / f"{self.name}-{label}-data"
-        return WorkerProcess(self.env(data_dir), self.tmp / f"{self.name}-{label}.log")
+        return WorkerProcess(self.env(data_dir), self.tmp / f"{self.name}-{label}.log", prefix)
 
 
 class WorkerProcess:
     """``sla-monitor worker`` as a subprocess, logging to a file."""
 
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+    def __init__(self, env: dict[str, str], log_path: Path, prefix: Sequence[str] = ()) -> None:
         self.env = env
         self.log_path = log_path
+        self.prefix = list(prefix)
         self.proc: subprocess.Popen[bytes] | None = None
         self._log_start = 0
 
@@ -105,8 +107,8 @@ class WorkerProcess:
         self._log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-c", "from monitor.cli import main; raise SystemExit(main())",
-                 "worker"],
+                [*self.prefix, sys.executable, "-c",
+                 "from monitor.cli import main; raise SystemExit(main())", "worker"],
                 env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
             )  # fmt: skip
 
