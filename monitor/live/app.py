@@ -506,9 +506,10 @@ class SlaWorker:
             key = fact.subject_id.encode()
             for topic in self.routes[fact.kind]:
                 deliveries.append(await send(topic, key, value, None, None, None))
-        for message, reason, _ in batch.dead_letters:
+        for message, reason, code in batch.dead_letters:
             headers = [
                 ("reason", reason.encode()),
+                ("code", code.value.encode()),  # machine-readable (monitor.errors.Reason)
                 ("topic", str(message.topic).encode()),
                 ("partition", str(message.partition).encode()),
                 ("offset", str(message.offset).encode()),

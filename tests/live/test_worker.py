@@ -418,11 +418,15 @@ async def test_fuzzed_hostile_input_is_dead_lettered_and_blocks_nothing(
     produced = {
         (r.topic, r.value): r for t in (s.topic_chat, s.topic_tickets) for r in reader.records[t]
     }
+    codes: Counter[str] = Counter()
     for topic, value in refused:
         record = produced[(topic, value)]
         where = (topic, record.partition, record.offset)
         assert where in letters, (where, value)
         assert letters[where]["reason"]
+        codes[letters[where]["code"]] += 1
+    # The `code` header says, per record, what the metric counts (a consumer can route on it).
+    assert codes == expected, (codes, expected)
     assert not [h for h in letters.values() if h["reason"].startswith("internal error")]
     assert worker.proc is not None
     assert worker.proc.poll() is None  # still running
