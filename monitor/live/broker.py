@@ -43,7 +43,7 @@ import subprocess
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, Protocol
+from typing import IO, Any, Protocol, Self
 
 from monitor.errors import ConfigError
 
@@ -92,7 +92,47 @@ def stop_process(proc: subprocess.Popen[bytes], timeout: float) -> None:
         proc.wait(timeout=10)
 
 
-class EmbeddedBroker:
+class BrokerProcess:
+    """What the two broker wrappers share: a subprocess listening on ``host:port``, used as a
+    context manager (:meth:`start` on entry, :meth:`close` on exit)."""
+
+    name: str
+    host: str
+    port: int
+    _proc: subprocess.Popen[bytes] | None
+
+    @property
+    def bootstrap(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def start(self, timeout: float = 60.0) -> None:  # each broker has its own default
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """What leaving the ``with`` block does: stops the broker."""
+        self.stop()
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class EmbeddedBroker(BrokerProcess):
     """A Tansu broker subprocess with in-memory storage, listening on ``host:port``.
 
     Use as a context manager, or call :meth:`start` and :meth:`stop`. Its log goes to
@@ -117,14 +157,6 @@ class EmbeddedBroker:
         self.log_path = Path(log_path) if log_path is not None else None
         self._proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
-
-    @property
-    def bootstrap(self) -> str:
-        return f"{self.host}:{self.port}"
-
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
 
     def settings_overrides(self) -> dict[str, Any]:
         """Settings the worker and producers need on this broker (see the module doc)."""
@@ -179,15 +211,3 @@ class EmbeddedBroker:
         if self._log is not None:
             self._log.close()
             self._log = None
-
-    def __enter__(self) -> EmbeddedBroker:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

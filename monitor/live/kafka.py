@@ -47,12 +47,11 @@ import uuid
 from base64 import urlsafe_b64encode
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import IO, Any
 
 from monitor.bundled import kafka_dir
 from monitor.errors import ConfigError
-from monitor.live.broker import free_port, stop_process
+from monitor.live.broker import BrokerProcess, free_port, stop_process
 
 #: SIGTERM gives the broker this long for a controlled shutdown before SIGKILL.
 STOP_TIMEOUT = 30.0
@@ -129,7 +128,7 @@ class ScramUser:
     password: str
 
 
-class KafkaBroker:
+class KafkaBroker(BrokerProcess):
     """One Apache Kafka process, broker and KRaft controller in one, on loopback.
 
     ``port`` is the PLAINTEXT listener (tests, tools, the readiness check). With ``scram``
@@ -172,18 +171,10 @@ class KafkaBroker:
         self._out: IO[bytes] | None = None
 
     @property
-    def bootstrap(self) -> str:
-        return f"{self.host}:{self.port}"
-
-    @property
     def sasl_bootstrap(self) -> str:
         if self.sasl_port is None:
             raise ConfigError("this broker has no SASL listener (no SCRAM users given)")
         return f"{self.host}:{self.sasl_port}"
-
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
 
     @property
     def pid(self) -> int | None:
@@ -364,16 +355,8 @@ class KafkaBroker:
             self._out.close()
             self._out = None
 
-    def __enter__(self) -> KafkaBroker:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def close(self) -> None:
+        """Leaving the ``with`` block removes the broker's data (see :meth:`remove`)."""
         self.remove()
 
 
