@@ -7,9 +7,12 @@ deadline index and the clocks. Faust then calls, on its own event loop:
 
 * the **agent** (:meth:`SlaWorker._process`) for every message of ``chat.sessions``,
   ``tickets`` and the internal ``sla.timeouts`` topic, gathered into batches of what Faust has
-  already fetched (:meth:`SlaWorker.process_batch`, :mod:`monitor.live.batch`): each record is
-  handled in memory, the batch's facts are published and awaited together, then each changed
-  subject record is written once. It alone reads and writes the table
+  already fetched, lingering up to ``batch_linger`` for more (:meth:`SlaWorker.process_batch`,
+  :mod:`monitor.live.batch`). A batch goes through three steps, each a task taking batches in
+  order, so the next batch is handled while earlier ones wait for the broker: *handle* (every
+  record in memory, facts sent), *complete* (the facts acknowledged, then each changed subject
+  record written once) and *settle* (the records acknowledged in the changelog, then the
+  input acknowledged to Faust, eligible for commit). It alone reads and writes the table
   (:mod:`monitor.live.table_store`), so the table (a compacted changelog in Kafka, RocksDB
   locally) is the single source of truth;
 * the **tick** timer (:meth:`SlaWorker._tick`) on every worker, for its own partitions (not
@@ -30,9 +33,8 @@ partition: a "lane", :mod:`monitor.live.lane`), because each has its own clock
 (:mod:`monitor.live.clock`): a lagging partition must not pop keys a caught-up one would, nor
 the reverse, and a ticket backlog must not advance the chat timers beside it.
 
-Delivery is at-least-once by default: a batch's input is acknowledged only after its outputs
-are acknowledged by the broker and its records are written, and Faust flushes the producer
-(changelog included) before it commits input offsets, so a crash repeats work but loses none;
+Delivery is at-least-once: a batch's input is acknowledged only after the broker has its
+outputs and, after them, its records in the changelog, so a crash repeats work but loses none;
 the deterministic ``sla_id``/``fact_id`` make repeats harmless downstream. That holds only with
 the fixes in :mod:`monitor.live.faust_fixes` (places where Faust 0.15.3 skips or commits past
 input after a restart); :meth:`SlaWorker._advance` counts any hole that still reaches the
