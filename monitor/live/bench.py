@@ -33,7 +33,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -48,6 +48,7 @@ from monitor import traffic
 from monitor.live.broker import EmbeddedBroker, free_port, stop_process
 from monitor.live.config import Settings
 from monitor.live.kafka import KafkaBroker
+from monitor.live.records import Record, input_record, produce
 from monitor.live.topics import ensure_topics
 from monitor.policy.loader import BUNDLED_POLICIES
 from monitor.timeutil import parse_rfc3339
@@ -176,7 +177,7 @@ async def _bench(overrides: dict[str, Any], work: Path, plan: Plan) -> int:
         events = events[: plan.events]
     n = len(events)
     print(f"producing {n:,} events to {settings.broker} ({partitions} partitions) ...")
-    await _produce(settings, [_record(settings, e) for e in events])
+    await _produce(settings, [input_record(settings, e) for e in events])
 
     bare = await _bare_consumer(settings, n)
     print(f"bare aiokafka consumer:  {bare:,.0f} events/s  (reads the backlog, does nothing)")
@@ -284,7 +285,7 @@ async def _steady_load(settings: Settings, events: list[dict[str, Any]], rate: f
             for field in ("session_id", "ticket_id"):  # new subjects on every lap
                 if field in event:
                     renamed[field] = f"LOAD{sent // len(events)}-{event[field]}"
-            topic, key, value = _record(settings, renamed)
+            topic, key, value = input_record(settings, renamed)
             await producer.send(topic, value, key=key)
             sent += 1
             ahead = began + sent / rate - time.monotonic()
@@ -303,22 +304,9 @@ def _traffic(start: datetime, hours: float, scale: float) -> list[dict[str, Any]
     )
 
 
-def _record(settings: Settings, event: dict[str, Any]) -> tuple[str, bytes, bytes]:
-    if str(event["type"]).startswith("ticket."):
-        return (settings.topic_tickets, event["ticket_id"].encode(), orjson.dumps(event))
-    return (settings.topic_chat, event["session_id"].encode(), orjson.dumps(event))
-
-
-async def _produce(settings: Settings, records: list[tuple[str, bytes, bytes]]) -> None:
-    # Input records may share batches (only the worker's changelog needs one record per
-    # batch on Tansu), so the backlog is written quickly.
-    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, linger_ms=5)
-    await producer.start()
-    try:
-        futures = [await producer.send(topic, value, key=key) for topic, key, value in records]
-        await asyncio.gather(*futures)
-    finally:
-        await producer.stop()
+async def _produce(settings: Settings, records: Iterable[Record]) -> None:
+    # Input records may share batches even on Tansu, so the backlog is written quickly.
+    await produce(settings, records, max_batch_size=16384)
 
 
 async def _bare_consumer(settings: Settings, expected: int) -> float:

@@ -33,6 +33,7 @@ import orjson
 
 from monitor.live.broker import EmbeddedBroker
 from monitor.live.config import Settings
+from monitor.live.records import route
 from monitor.live.topics import ensure_topics
 from monitor.timeutil import Micros, format_rfc3339, parse_rfc3339
 
@@ -198,7 +199,7 @@ def _producer_task(
                 delay = clock.real_delay(due)
                 if delay > 0:
                     await asyncio.sleep(delay)
-                topic, key = _route(settings, event)
+                topic, key = route(settings, event)
                 await producer.send(topic, orjson.dumps(event), key=key)
                 sent += 1
                 if time.monotonic() - last_report > 30:
@@ -209,16 +210,6 @@ def _producer_task(
             await producer.stop()
 
     return produce
-
-
-def _route(settings: Settings, event: dict[str, Any]) -> tuple[str, bytes]:
-    """The topic and key of a generated event: tickets, chat, or agent presence."""
-    kind = str(event["type"])
-    if kind == "agent.status":
-        return settings.topic_agents, str(event["agent_id"]).encode()
-    if kind.startswith("ticket."):
-        return settings.topic_tickets, str(event["ticket_id"]).encode()
-    return settings.topic_chat, str(event["session_id"]).encode()
 
 
 def _printer_task(

@@ -21,10 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from monitor.live.broker import Broker, stop_process
 from monitor.live.config import Settings
+from monitor.live.records import input_record
 from monitor.live.topics import ensure_topics
 from monitor.sla_event import Kind
 from monitor.traffic import generate
@@ -147,24 +148,6 @@ class WorkerProcess:
             stop_process(self.proc, timeout=15)
 
 
-async def produce(
-    settings: Settings, records: Iterable[tuple[str, bytes | None, bytes | None]]
-) -> None:
-    """Sends ``(topic, key, value)`` in order, batched as the settings say for the broker."""
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.bootstrap_servers,
-        max_batch_size=settings.producer_max_batch_size,
-        acks=settings.producer_acks if settings.producer_acks != -1 else "all",
-        **settings.aiokafka_security(),
-    )
-    await producer.start()
-    try:
-        futures = [await producer.send(t, v, key=k) for t, k, v in records]
-        await asyncio.gather(*futures)
-    finally:
-        await producer.stop()
-
-
 DAY = datetime(2026, 10, 8, 18, 0, tzinfo=BEIJING)
 
 
@@ -180,9 +163,7 @@ def chat(setup: LiveSetup, event: dict[str, Any]) -> tuple[str, bytes, bytes]:
 
 def record_for(setup: LiveSetup, event: dict[str, Any]) -> tuple[str, bytes, bytes]:
     """Any generated event, to its topic, keyed by its subject id."""
-    if str(event["type"]).startswith("ticket."):
-        return (setup.settings.topic_tickets, event["ticket_id"].encode(), orjson.dumps(event))
-    return chat(setup, event)
+    return input_record(setup.settings, event)
 
 
 def session_id(tag: str) -> str:
