@@ -101,18 +101,22 @@ def opened(sid: str, instant: int) -> list[dict[str, Any]]:
     return [ev(sid, "session.started", at(instant), channel="web"), say(sid, instant, "customer")]
 
 
-def outage_traffic(t_stop: int, answered: list[str]) -> list[dict[str, Any]]:
-    """What happened while no worker ran: occurred_at in (t_stop, t_stop + OUTAGE)."""
-    out = [say(sid, t_stop + 20 * S, "agent") for sid in answered]  # in time: due t1 + 120 s
+def outage_traffic(t1: int, t_stop: int, answered: list[str]) -> list[dict[str, Any]]:
+    """What happened while no worker ran: occurred_at in (t_stop, t_stop + OUTAGE).
+
+    Responses in time come late in their target (100-110 s of 120), so in the backlog many
+    records lie between a session's start and its response: a worker that judged the backlog
+    on the wall clock would find them missing."""
+    out = [say(sid, t1 + 110 * S, "agent") for sid in answered]  # opened at t1: in time
     end = t_stop + OUTAGE
     start, i = t_stop + 5 * S, 0
-    while start + 160 * S < end:  # every event and deadline of the stream inside the backlog
+    while start + 210 * S < end:  # every event and deadline of the stream inside the backlog
         sid = session_id(f"lag{i % 5}")
         out += opened(sid, start)
         fate = i % 5
         if fate == 0:  # met, then met again after a second customer message
-            out += [say(sid, start + 40 * S, "agent"), say(sid, start + 50 * S, "customer")]
-            out.append(say(sid, start + 90 * S, "agent"))
+            out += [say(sid, start + 100 * S, "agent"), say(sid, start + 105 * S, "customer")]
+            out.append(say(sid, start + 200 * S, "agent"))
         elif fate == 1:  # answered after the deadline: a breach whatever the clock
             out.append(say(sid, start + 150 * S, "agent"))
         elif fate == 3:  # closed unanswered before the deadline: nothing
@@ -184,7 +188,7 @@ async def test_breaches_that_fell_due_during_an_outage_come_out_once(
             assert t_stop < t1 + 50 * S, "phase 1 took so long that its deadlines passed live"
             assert not subjects(reader, s.topic_breaches, "breach"), "a breach before the outage"
 
-            backlog = outage_traffic(t_stop, answered)
+            backlog = outage_traffic(t1, t_stop, answered)
             await produce(s, [chat(setup, e) for e in backlog])
             events = phase1 + backlog
             assert parse_rfc3339(backlog[-1]["occurred_at"]) < now_us()  # the past, up to now
