@@ -444,8 +444,28 @@ class _Run:
         for clock in state.clocks:  # a tuple: stop() replaces it, this loop keeps its own
             if clock.metric in RESPONSE_METRICS and clock.started_at <= at:
                 self.stop(state, clock, at, met=True, why=f"{who} responded in time")
+        if state.closed:
+            self.respond_after_close(state, at, who)
         if state.responded_at is None or at < state.responded_at:
             state.responded_at = at
+
+    def respond_after_close(self, state: SubjectState, at: int, who: str) -> None:
+        """A response that happened before the close ended its clock, arriving after the
+        close (a retried send): the target was met after all, and a breach the close let
+        stand is retracted. A response after the close answers nothing."""
+        kept: list[SlaClock] = []
+        for clock in state.closed:
+            closed_at = clock.paused_since
+            if closed_at is None or not clock.started_at <= at <= closed_at:
+                kept.append(clock)
+                continue
+            if clock.breached:
+                if clock.deadline is None or at > clock.deadline:
+                    continue  # late as well: the breach stands
+                self.emit(_RETRACTION, state, clock, reason=f"{who} responded in time",
+                          responded_at=at)  # fmt: skip
+            self.emit(_MET, state, clock, responded_at=at)
+        state.closed = tuple(kept)
 
     def await_reply(self, state: SubjectState, at: int) -> None:
         """A customer writes again after a human response: the next response is due."""
@@ -457,9 +477,17 @@ class _Run:
 
     def finish(self, state: SubjectState, at: int, why: str, *, resolved: bool) -> None:
         """The subject is done: a resolution clock is met, every other clock is moot."""
+        closed = []
         for clock in state.clocks:  # a tuple: stop() replaces it, this loop keeps its own
             met = resolved and clock.metric is _RESOLUTION
+            breach_stands = clock.deadline is not None and at > clock.deadline
             self.stop(state, clock, at, met=met, why=why)
+            if clock.metric in RESPONSE_METRICS:  # kept for a response sent before `at`
+                clock.breached = breach_stands and (clock.breached or clock.running)
+                clock.paused_since = at
+                closed.append(clock)
+        if closed:
+            state.closed += tuple(closed)
         state.finished_at = at
 
 
