@@ -58,7 +58,7 @@ from monitor.live.broker import Broker
 from monitor.policy import load_policy_set
 from monitor.replay import Replay, final_kinds, iter_replay
 from monitor.sla_event import Kind, SlaEvent
-from monitor.timeutil import MICROS_PER_SECOND, format_rfc3339
+from monitor.timeutil import MICROS_PER_SECOND, format_rfc3339, parse_rfc3339
 from monitor.validation import event_from_dict, parse_event
 from tests.live.harness import (
     BEIJING,
@@ -114,6 +114,7 @@ class Send:
     key: str
     event: dict[str, Any]
     code: Reason | None = None
+    sent_after_close: bool = False  # a reply that happened before the close, sent after it
 
 
 def partition_of(key: str) -> int:
@@ -174,8 +175,9 @@ def traffic(t0: int) -> list[Send]:
         elif case == 4:  # events after close
             closed = true + 100 * S
             sends.append(Send(closed, sid, event("session.closed", closed, platform)))
-            if i % 12 == 10 and reply is not None:  # a reply before the close, sent after it
-                reply.sent = closed + 120 * S
+            if i % 12 == 10:  # a reply before the close, its send retried after it
+                before = event("message.sent", true + 60 * S, desk, 5, sender="agent")
+                sends.append(Send(closed + 120 * S, sid, before, sent_after_close=True))
             for sender, skew, after in (("customer", platform, 30), ("agent", desk, 40)):
                 at = closed + after * S
                 sends.append(Send(at, sid, event("message.sent", at, skew, 9, sender=sender)))
@@ -311,6 +313,18 @@ async def test_disordered_input_gives_replays_verdicts(broker: Broker, tmp_path:
     live = final_kinds_from_topics(*(reader.facts(t) for t in topics[:3]))
     want_kinds = final_kinds(oracle)
     assert verdicts(live) == verdicts(want_kinds)
+
+    # A reply sent before the close but delivered after it counts as if delivered in order:
+    # the verdict of the session's own events sorted by occurred_at (an engine that judged
+    # only clocks still running at the reply left a false breach here).
+    for sid in {x.event["session_id"] for x in sends if x.sent_after_close}:
+        own = {x.event["event_id"]: x.event for x in sends if x.event["session_id"] == sid}
+        ordered = sorted(own.values(), key=lambda e: parse_rfc3339(e["occurred_at"]))
+        alone = Replay(SlaEngine(engine.policies))
+        facts = list(iter_replay(alone, [event_from_dict(e) for e in ordered], until))
+        truth = verdicts(final_kinds(facts))
+        for sla_id in {f.sla_id for f in facts if f.metric == "first_response"}:
+            assert verdicts(live).get(sla_id) == truth.get(sla_id), (sid, sla_id, truth)
 
     # Replay of the production order (sla-monitor replay of the sent records, less the
     # misrouted copies) reaches the same verdicts: one clock or one per partition.
