@@ -23,6 +23,7 @@ import orjson
 from monitor import __version__
 from monitor.errors import InvalidEvent, SlaMonitorError
 from monitor.events import Event
+from monitor.live import cli as live  # options and entry points only: Faust loads in cmd_<name>
 from monitor.replay import ReplayStats
 from monitor.timeutil import MICROS_PER_SECOND, parse_rfc3339
 
@@ -149,11 +150,7 @@ def _instant(text: str) -> int:
 
 
 def _add_live_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """The live commands live in monitor.live; imported lazily so replay starts fast."""
-    try:
-        from monitor.live import cli as live  # noqa: PLC0415 - Faust is heavy to import
-    except ImportError:  # pragma: no cover - the live package is part of every install
-        return
+    """The live commands: their options and entry points are in :mod:`monitor.live.cli`."""
     for name, help_text in (
         ("worker", "run the Faust worker (Kafka in, SLA events out)"),
         ("topics", "create the Kafka topics, or check existing ones match"),

@@ -15,65 +15,9 @@ from enum import StrEnum
 from typing import NamedTuple
 
 from monitor.timeutil import Micros
+from monitor.vocabulary import Actor, ChannelStatus, EventType, SubjectType, TicketStatus
 
-
-class SubjectType(StrEnum):
-    """What an SLA is measured on."""
-
-    CHAT_SESSION = "chat_session"
-    TICKET = "ticket"
-    CHANNEL = "channel"  # channel.status (004 3.3): no SLA clock, measured by monitor.kpi
-
-
-class EventType(StrEnum):
-    SESSION_STARTED = "session.started"
-    MESSAGE_SENT = "message.sent"
-    SESSION_CLOSED = "session.closed"
-    TICKET_CREATED = "ticket.created"
-    TICKET_COMMENT = "ticket.comment"
-    TICKET_PRIORITY_CHANGED = "ticket.priority_changed"
-    TICKET_STATUS_CHANGED = "ticket.status_changed"
-    TICKET_TRANSFERRED = "ticket.transferred"
-    TICKET_APPEALED = "ticket.appealed"  # 003 5.1
-    SESSION_RATED = "session.rated"  # 004 3.5, 001 3.3
-    TICKET_RATED = "ticket.rated"  # 004 3.5, 001 3.3
-    CHANNEL_STATUS = "channel.status"  # 004 3.3
-
-
-CHAT_EVENT_TYPES = frozenset(
-    {
-        EventType.SESSION_STARTED,
-        EventType.MESSAGE_SENT,
-        EventType.SESSION_CLOSED,
-        EventType.SESSION_RATED,
-    }
-)
-CHANNEL_EVENT_TYPES = frozenset({EventType.CHANNEL_STATUS})
-TICKET_EVENT_TYPES = frozenset(EventType) - CHAT_EVENT_TYPES - CHANNEL_EVENT_TYPES
-
-
-class Actor(StrEnum):
-    """Who wrote a chat message (``sender``) or a ticket comment (``author``)."""
-
-    CUSTOMER = "customer"
-    AGENT = "agent"
-    BOT = "bot"
-    SYSTEM = "system"
-
-
-class TicketStatus(StrEnum):
-    OPEN = "open"
-    PENDING = "pending"  # waiting on the customer
-    ON_HOLD = "on_hold"  # waiting on a third party
-    SOLVED = "solved"
-    CLOSED = "closed"
-
-
-class ChannelStatus(StrEnum):
-    """``channel.status`` ``status``: whether customers can reach the channel (004 3.3)."""
-
-    UP = "up"
-    DOWN = "down"
+__all__ = ["AGENT_STATUS", "AgentPresence", "AgentStatus", "Event"]
 
 
 class Event(NamedTuple):

@@ -11,19 +11,25 @@ registers, so renaming a metric here breaks those tests on purpose.
 Metric names (Prometheus conventions: base units, ``_total`` for counters)::
 
     sla_events_total{kind,metric,tenant,channel,priority,policy}   SLA facts emitted
-    sla_outcomes_total{metric,tenant,policy,outcome="met|breach|escalation"}  decided targets
+    sla_outcomes_total{metric,tenant,policy,outcome}               decided targets:
+                                                                   met, breach, escalation
     sla_retractions_total{metric,tenant,policy}                    breaches proved wrong
     sla_response_seconds{metric,tenant,channel,period}             histogram, wall-clock elapsed
     sla_penalty_total{tenant,currency}                             breach penalties charged
     sla_penalty_retracted_total{tenant,currency}                   ... and taken back
     sla_input_messages_total                                       every input message read
     sla_input_events_total{topic,type}                             valid input events
-    sla_input_invalid_total{topic,reason}                          dead-lettered input
+    sla_input_invalid_total{topic,reason}                          dead-lettered input, by code
+    sla_input_skipped_offsets_total{topic}                         offsets the worker never saw
     sla_open_timers                                                gauge
     sla_detection_delay_seconds                                    histogram, deadline→detection
     sla_batch_records                                              histogram, records per batch
     sla_partition_lag_messages{topic,partition}                    gauge
-    sla_clock_mode{partition,mode="wall|event"}                    gauge, 1 for the active mode
+    sla_clock_mode{topic,partition,mode}                           gauge, 1 for the active mode:
+                                                                   wall or event
+    sla_escalations_total{tenant,rule}                             002 6.2 escalations published
+
+``tests/test_metrics.py`` checks this list against what :class:`SlaMetrics` registers.
 
 Counters never go down, so a retraction does not decrement anything: it increments
 ``sla_retractions_total`` (and ``sla_penalty_retracted_total``), and whoever wants the net
@@ -39,20 +45,20 @@ per-label cap (``max_label_values``) folds any value beyond the first N into ``"
 producer that puts free text into ``channel`` cannot blow up the time-series database.
 Missing values (a ticket without a channel, a chat without a priority) read ``"none"``.
 Dead-letter reasons are counted by code (:class:`monitor.errors.Reason`, set where the error is
-raised); :func:`reason_code` reads the code of a reason passed as text only.
+raised), never by their text.
 """
 
 from __future__ import annotations
 
-import re
 import threading
 from collections.abc import Iterable
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
 from monitor.errors import Reason
-from monitor.events import AGENT_STATUS, EventType
+from monitor.events import AGENT_STATUS
 from monitor.sla_event import Kind, SlaEvent
+from monitor.vocabulary import EventType
 
 NONE = "none"  # label value for a field the fact does not carry
 OTHER = "other"  # label value for anything past the per-label cap, and unknown input types
@@ -84,12 +90,12 @@ RESPONSE_BUCKETS: tuple[float, ...] = (
     float("inf"),
 )
 
-# Detection delay (deadline → breach emitted). The target is p99 ≤ 1 s, so the buckets are
-# fine under 1 s for histogram_quantile to resolve it and coarse above, where only "how bad"
-# matters.
 # Batch sizes of the worker: one record when idle, up to the batch_max setting (1000) on a backlog.
 BATCH_BUCKETS: tuple[float, ...] = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000)
 
+# Detection delay (deadline → breach emitted). The target is p99 ≤ 1 s, so the buckets are
+# fine under 1 s for histogram_quantile to resolve it and coarse above, where only "how bad"
+# matters.
 DETECTION_BUCKETS: tuple[float, ...] = (
     0.005,
     0.01,
@@ -118,70 +124,8 @@ DETECTION_BUCKETS: tuple[float, ...] = (
 # raised. About twenty codes × the input topics: bounded whatever producers send.
 REASON_CODES: tuple[str, ...] = tuple(code.value for code in Reason)
 
-# For callers that pass a reason's text without its code: today the live worker
-# (monitor/live/app.py keeps only ``str(exc)`` in its batch's dead letters), plus the fixed texts
-# it writes itself (tombstone, misroute, internal error). One anchored pattern per message form
-# that monitor.validation, monitor.engine, monitor.policy, monitor.calendar and monitor.live
-# produce, so a quoted subject id cannot steer the match; tests/test_metrics.py checks that each
-# real error's text maps back to the code it was raised with. Order: most specific first.
-_REASON_TEXTS: tuple[tuple[Reason, re.Pattern[str]], ...] = tuple(
-    (code, re.compile(pattern, re.DOTALL))
-    for code, pattern in (
-        (Reason.TOO_LARGE, r"event is \d+ bytes, over the limit of \d+ bytes$"),
-        (Reason.JSON, r"not UTF-8: |not JSON: |expected a JSON object, got \w+$"),
-        (Reason.MISSING_FIELD, r"[^\s:]+: missing \(required( for \S+ events)?\)$"),
-        (Reason.UNKNOWN_TYPE, r"type: unknown event type "),
-        (Reason.MISROUTED, r"type: .* is not agent\.status \(topic agents\)$"),
-        (
-            Reason.TIMESTAMP,
-            r"occurred_at: (expected an RFC 3339 string, got \w+$|.* is not an RFC 3339 date-time"
-            r"|.* has no UTC offset|.* is not in RFC 3339 form)",
-        ),
-        (
-            Reason.UNKNOWN_SUBJECT,
-            r"\S+ for .*, but no (session\.started|ticket\.created) was seen$",
-        ),
-        (
-            Reason.DUPLICATE_SUBJECT,
-            r"(session .* was already started|ticket .* was already created)$",
-        ),
-        (Reason.NO_POLICY, r"no policy covers \S+ of tenant .* and none is the default$"),
-        (Reason.NO_TARGET, r"no \S+ target matches priority="),
-        (Reason.POLICY_UNLOADED, r"policy .* of a stored subject is no longer loaded$"),
-        (Reason.APPEAL_REJECTED, r"appeal rejected: "),
-        (Reason.NOT_FOR_ENGINE, r"\S+ has no SLA clock: "),
-        (
-            Reason.CALENDAR,
-            r"calendar .*: (cannot tell whether .* is a working day|no working time in)",
-        ),
-        (Reason.INTERNAL, r"internal error: |the schema accepts this event but the fast path"),
-        (Reason.TOMBSTONE, r"empty message value"),
-        (Reason.MISROUTED, r"a \S+ event on topic |message key .* is not the (subject|agent) id "),
-        (
-            Reason.SCHEMA,
-            r"([^\s:]+: )?(expected \w+, got \w+$|.* is not one of |too long: \d+ characters"
-            r"|must not be empty$)",
-        ),
-    )
-)
-
 CLOCK_MODES = ("wall", "event")
 _KNOWN_TYPES = frozenset(t.value for t in EventType) | {AGENT_STATUS}  # + issue 8 presence
-
-
-def reason_code(reason: str) -> str:
-    """The :class:`~monitor.errors.Reason` code of a dead-letter reason given as text only.
-
-    Called by :meth:`SlaMetrics.event_invalid` when its caller passed no code. A reason that
-    already is a code passes through unchanged; a text no pattern knows is ``"other"``.
-    """
-    text = reason.strip()
-    if text.lower() in REASON_CODES:
-        return text.lower()
-    for code, pattern in _REASON_TEXTS:
-        if pattern.match(text):
-            return code.value
-    return OTHER
 
 
 class _Capped:
@@ -401,14 +345,14 @@ class SlaMetrics:
         child.inc()
         self.input_messages.inc()
 
-    def event_invalid(self, topic: str, reason: str, code: Reason | None = None) -> None:
+    def event_invalid(self, topic: str, reason: str, code: Reason) -> None:
         """Counts one input message sent to the dead-letter topic under ``code``, the ``code``
         of the :class:`~monitor.errors.InvalidEvent`, ``RejectedEvent`` or ``CalendarError``
-        that refused it. Without one, :func:`reason_code` reads it from ``reason``'s text."""
+        that refused it (or the worker's own, for a tombstone or a misrouted message).
+        ``reason``, the text, goes to the dead-letter header and the log, not to a label."""
         if topic not in self._known_topics:
             self._init_topic(topic)
-        label = reason_code(reason) if code is None else code.value
-        self.input_invalid.labels(topic=topic, reason=label).inc()
+        self.input_invalid.labels(topic=topic, reason=code.value).inc()
         self.input_messages.inc()
 
     def offsets_skipped(self, topic: str, count: int) -> None:

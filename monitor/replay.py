@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING
 from monitor.accounting.escalation import Escalation, Escalator, TenantState
 from monitor.engine import DeadlineIndex, SlaEngine, SubjectState, state_key
 from monitor.errors import CalendarError, RejectedEvent
-from monitor.events import Event, SubjectType
+from monitor.events import Event
 from monitor.sla_event import Kind, SlaEvent
+from monitor.vocabulary import SubjectType
 
 if TYPE_CHECKING:
     from monitor.kpi import KpiTracker
@@ -63,7 +64,9 @@ class Replay:
         at = event.occurred_at
         clock = self.clock
         if clock is None or at > clock:
-            # advance_to(at), inlined: this runs for most events and usually fires nothing.
+            # The clock moves as in advance_to(at), written out: this runs for most events and
+            # usually fires nothing. Channel time needs no advance here: a channel.status
+            # accounts it as it is observed, and advance_to does at the end.
             self.clock = clock = at
             index = self.index
             due = index.pop_due(at) if at > index.due_bound else None
@@ -99,7 +102,7 @@ class Replay:
         facts = step.events
         if facts:
             counts = stats.facts
-            for fact in facts:  # _count, inlined
+            for fact in facts:  # as in _fire
                 counts[fact.kind] += 1
             if out:
                 return out + facts
@@ -132,15 +135,12 @@ class Replay:
             step = self.engine.advance(state, now)
             self.index.schedule(key, state.next_due)
             out.extend(step.events)
-        return self._count(out)
-
-    def _count(self, facts: list[SlaEvent]) -> list[SlaEvent]:
         counts = self.stats.facts
-        for fact in facts:
+        for fact in out:
             # A Kind is the str of its value, so it finds the value's key (Enum.value is a
             # Python-level property, slow in this loop).
             counts[fact.kind] += 1
-        return facts
+        return out
 
 
 _CHANNEL = SubjectType.CHANNEL

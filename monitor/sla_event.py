@@ -13,12 +13,12 @@ kinds of consumer:
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from monitor.timeutil import MICROS_PER_SECOND, format_rfc3339
+from monitor.vocabulary import AnyMetric, Penalty, Period
 
 
 class Kind(StrEnum):
@@ -27,36 +27,6 @@ class Kind(StrEnum):
     MET = "met"  # the response came in time
     RETRACTION = "retraction"  # a late event proved an emitted breach wrong
     ESCALATION = "escalation"  # 003 3.4: not solved in time, goes to a higher tier
-
-
-class Metric(StrEnum):
-    FIRST_RESPONSE = "first_response"
-    NEXT_RESPONSE = "next_response"
-    PERIODIC_UPDATE = "periodic_update"
-    RESOLUTION = "resolution"
-
-
-class EscalationMetric(StrEnum):
-    """Targets whose "breach" is published as kind ``escalation``, not as a breach.
-
-    003 3.4: a ticket not solved within N working days escalates to a higher tier; the fact
-    names the tier (:attr:`SlaEvent.tier`). A separate enum from :class:`Metric`, whose
-    members are the response-time metrics every policy may enable (and which reports and
-    tests enumerate); clocks, facts and policies take either (:data:`AnyMetric`).
-    """
-
-    TIER_ESCALATION = "tier_escalation"
-
-
-AnyMetric = Metric | EscalationMetric
-
-
-class Period(StrEnum):
-    """When an SLA clock started, as the contracts classify time."""
-
-    WORKING_HOURS = "working_hours"
-    AFTER_HOURS = "after_hours"
-    REST_DAY = "rest_day"
 
 
 def make_sla_id(tenant: str, subject_type: str, subject_id: str, metric: str, seq: int) -> str:
@@ -69,12 +39,6 @@ def make_sla_id(tenant: str, subject_type: str, subject_id: str, metric: str, se
 # Runs for every SLA fact: copying a prepared hasher skips blake2b's keyword parsing and
 # set-up. Never updated itself, only copied.
 _BLAKE2B_16 = hashlib.blake2b(digest_size=16)
-
-
-@dataclass(frozen=True, slots=True)
-class Penalty:
-    amount: float
-    currency: str
 
 
 class SlaEvent(NamedTuple):

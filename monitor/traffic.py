@@ -1,8 +1,8 @@
 """A realistic, deterministic customer-service traffic generator (Beijing time).
 
 Used for the committed sample (``monitor/data/sample-day.jsonl``, replayed by
-``make replay-sample`` and the tests), for benchmarks (:func:`monitor.validation.bench_validation`)
-and for the live demo (:func:`iter_live`, paced by its caller).
+``make replay-sample`` and the tests), for benchmarks (:mod:`monitor.bench`) and for the live
+demo (:func:`iter_live`, paced by its caller).
 
 What it models, so the monitor has something to find:
 

@@ -3,15 +3,15 @@
 Called by the Kafka consumer and by replay for every input event, so it sits on the hot path
 (replay targets 100k events/s in one process). Two paths, one source of truth:
 
-* The **fast path** checks a well-formed event against a per-type field table compiled once
-  from ``schemas/events/*.schema.json`` (type, length bounds, enums, patterns, required,
-  defaults) and builds the record. It only answers "valid" or "no".
+* The **fast path** checks a well-formed event against a per-type plan compiled once from
+  ``schemas/events/*.schema.json`` by :mod:`monitor.event_plans` (type, length bounds, enums,
+  patterns, required, defaults) and builds the record. It only answers "valid" or "no".
 * When the fast path says no, the **slow path** runs the full draft 2020-12 validator on the
   same schema files to produce a precise reason and path for :class:`InvalidEvent`.
 
-The table compiler accepts only the schema keywords it implements and refuses a schema that
-uses any other (:class:`ConfigError`), so an edited schema cannot silently loosen the fast
-path. ``tests/test_validation.py`` checks, with Hypothesis, that both paths agree.
+The compiler refuses a schema it cannot check exactly (:class:`ConfigError`), so an edited
+schema cannot silently loosen the fast path. ``tests/test_validation.py`` checks, with
+Hypothesis, that both paths agree.
 
 One rule is not expressible as a pattern: the timestamp must be a real instant (no month 13,
 no 25:00). Both paths apply :func:`monitor.timeutil.parse_rfc3339` after the schema.
@@ -20,30 +20,25 @@ no 25:00). Both paths apply :func:`monitor.timeutil.parse_rfc3339` after the sch
 from __future__ import annotations
 
 import re
-import time
-from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final, NamedTuple
+from typing import Any, Final
 
 import orjson
 from jsonschema.exceptions import ValidationError
-from referencing._core import Resolver
 
-from monitor import schemas, traffic
-from monitor.errors import ConfigError, InvalidEvent, Reason
-from monitor.events import (
-    AGENT_STATUS,
-    CHANNEL_EVENT_TYPES,
-    CHAT_EVENT_TYPES,
-    Actor,
-    AgentPresence,
-    AgentStatus,
-    ChannelStatus,
-    Event,
-    EventType,
-    SubjectType,
-    TicketStatus,
+from monitor import schemas
+from monitor.errors import InvalidEvent, Reason
+from monitor.event_plans import (
+    RFC3339_PATTERN,
+    SLOTS,
+    BoolField,
+    EnumField,
+    Field,
+    IntField,
+    Plan,
+    compile_plans,
 )
+from monitor.events import AGENT_STATUS, AgentPresence, AgentStatus, Event
 from monitor.timeutil import parse_rfc3339
 
 MAX_EVENT_BYTES: Final = 64 * 1024
@@ -51,127 +46,15 @@ MAX_EVENT_BYTES: Final = 64 * 1024
 must not make the consumer allocate without bound."""
 
 _MISSING: Final = object()
-RFC3339_PATTERN: Final = (
-    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?"
-    r"(Z|[+-][0-9]{2}:[0-9]{2})$"
-)
-"""The ``occurred_at`` pattern of ``schemas/events/common.schema.json``: while the schema says
-exactly this, the fast path checks and converts timestamps a minute at a time (see
-_instant_by_minute)."""
 _RFC3339: Final = re.compile(RFC3339_PATTERN)
-_ACTORS: Final = {a.value: a for a in Actor}
-_STATUSES: Final = {s.value: s for s in TicketStatus}
-_CHANNEL_STATUSES: Final = {s.value: s for s in ChannelStatus}
-
-# Keywords the table compiler understands. Annotations have no effect on validity ("format" is
-# an annotation in draft 2020-12 unless a format checker is switched on, and we switch none on).
-_ANNOTATIONS: Final = frozenset(
-    {"$schema", "$id", "$comment", "title", "description", "examples", "default", "format"}
-)
-_FIELD_KEYWORDS: Final = _ANNOTATIONS | {
-    "$ref",
-    "type",
-    "enum",
-    "const",
-    "minLength",
-    "maxLength",
-    "pattern",
-    "minimum",
-    "maximum",
-}
-_OBJECT_KEYWORDS: Final = _ANNOTATIONS | {
-    "$ref",
-    "$defs",
-    "type",
-    "allOf",
-    "properties",
-    "required",
-    "additionalProperties",
-}
-
-
-class _StrField(NamedTuple):
-    """A string property checked by length and patterns (unpacked in the hot loop)."""
-
-    name: str
-    slot: int  # position in Event's arguments; -1: checked but not recorded
-    min_len: int
-    max_len: int
-    patterns: tuple[re.Pattern[str], ...]
-
-
-class _EnumField(NamedTuple):
-    """A string property limited to a set of values (``enum``/``const``).
-
-    ``accepted`` maps each value that passes *every* constraint of the property (the enum
-    intersected with any length bounds and patterns, worked out once by the compiler) to what
-    the record stores: the string itself, or its enum member (sender, author, status). So the
-    hot loop needs one dict lookup, not a set test plus length and pattern checks plus a
-    conversion.
-    """
-
-    name: str
-    slot: int
-    accepted: Mapping[str, object]
-
-
-class _BoolField(NamedTuple):
-    name: str
-    slot: int
-
-
-class _IntField(NamedTuple):
-    """An integer property within ``[low, high]`` (a rating's score). JSON Schema counts
-    5.0 as an integer and ``true`` as none: so does :func:`_integer`."""
-
-    name: str
-    slot: int
-    low: int | float
-    high: int | float
-
-
-_Field = _StrField | _EnumField | _BoolField | _IntField
-
-
-class _Plan(NamedTuple):
-    """Everything the fast path needs for one event type, fields grouped by JSON type so
-    that the hot loop has no per-field dispatch."""
-
-    # Event's arguments with the constants (type, subject_type) and the defaults of optional
-    # properties filled in.
-    template: tuple[object, ...]
-    strings: tuple[_StrField, ...]  # required properties, by JSON type
-    enums: tuple[_EnumField, ...]
-    booleans: tuple[_BoolField, ...]
-    integers: tuple[_IntField, ...]
-    optional: tuple[_Field, ...]  # checked only when present
-    instant: Callable[[str], int | None]  # occurred_at (checked by the schema) to an instant
-
-
-# Event's positional arguments by field name; the JSON names that differ map onto them.
-_SLOTS: Final = {name: i for i, name in enumerate(Event._fields)}
-_JSON_TO_SLOT: Final = {
-    "session_id": "subject_id",
-    "ticket_id": "subject_id",
-    "sender": "actor",
-    "author": "actor",
-}
-# Per event type: channel.status says "status" (up/down) for what the record calls
-# channel_status, and its channel is its subject (the Kafka key) too.
-_TYPE_JSON_TO_SLOT: Final = {(EventType.CHANNEL_STATUS.value, "status"): "channel_status"}
-_CONVERT: Final[dict[str, Mapping[str, object]]] = {
-    "actor": _ACTORS,
-    "status": _STATUSES,
-    "channel_status": _CHANNEL_STATUSES,
-}
-_OCCURRED_AT: Final = _SLOTS["occurred_at"]
+_OCCURRED_AT: Final = SLOTS["occurred_at"]
 _new_event: Final = tuple.__new__
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _MICRO: Final = timedelta(microseconds=1)
 
 # Compiled lazily on first use, so importing this module never touches the file system;
 # reload_schemas() resets it.
-_plans: dict[str, _Plan] | None = None
+_plans: dict[str, Plan] | None = None
 
 
 def reload_schemas() -> None:
@@ -193,7 +76,7 @@ def parse_event(raw: bytes | str) -> Event:
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise _undecodable(raw, exc) from None
-    event = _fast_path(obj)  # event_from_dict, inlined: one call less per event
+    event = _fast_path(obj)  # event_from_dict, written out: one call less per event
     if event is None:
         raise explain(obj)
     return event
@@ -202,8 +85,9 @@ def parse_event(raw: bytes | str) -> Event:
 def event_from_dict(obj: object) -> Event:
     """Validates an already-decoded JSON value and builds the record. Raises InvalidEvent.
 
-    Used by :func:`parse_event` and by callers that decode themselves (tests, the traffic
-    generator's live demo).
+    :func:`parse_event` for callers that decode the JSON themselves (the report's input
+    sources, tests); parse_event spells these lines out rather than call it, one call less per
+    event.
     """
     event = _fast_path(obj)
     if event is None:
@@ -231,25 +115,6 @@ def explain(obj: object) -> InvalidEvent:
     return InvalidEvent(
         "the schema accepts this event but the fast path does not (a bug)", code=Reason.INTERNAL
     )
-
-
-def bench_validation(n: int = 200_000) -> float:
-    """Measures :func:`parse_event` on ``n`` generated events; prints and returns events/s.
-
-    Called by hand or by the CLI's benchmark; tests call it with a small ``n`` but assert no
-    timings (machines differ).
-    """
-    start = datetime(2026, 10, 8, 0, 0, tzinfo=UTC)
-    sample = [orjson.dumps(e) for e in traffic.generate(start, 24.0, seed=1)]
-    lines = (sample * (n // len(sample) + 1))[:n]
-    parse_event(lines[0])  # compile the tables outside the timed loop
-    began = time.perf_counter()
-    for line in lines:
-        parse_event(line)
-    elapsed = time.perf_counter() - began
-    rate = n / elapsed if elapsed > 0 else float("inf")
-    print(f"parse_event: {n} events in {elapsed:.3f} s = {rate:,.0f} events/s")
-    return rate
 
 
 # --- fast path ------------------------------------------------------------------------------
@@ -320,7 +185,7 @@ def _fast_path(obj: object) -> Event | None:
     return _new_event(Event, args)  # Event._make without its length check: args fits
 
 
-def _integer(field: _IntField, value: object) -> int | None:
+def _integer(field: IntField, value: object) -> int | None:
     """The value of an integer property, or None when it is not one in range."""
     if isinstance(value, float) and value.is_integer():
         value = int(value)
@@ -329,18 +194,18 @@ def _integer(field: _IntField, value: object) -> int | None:
     return value
 
 
-def _check(field: _Field, value: object) -> object:
+def _check(field: Field, value: object) -> object:
     """What the record stores for a present optional property; _MISSING if it is invalid.
 
     The same checks as the fast path's loops over required properties."""
-    if isinstance(field, _BoolField):
+    if isinstance(field, BoolField):
         return value if value is True or value is False else _MISSING
-    if isinstance(field, _IntField):
+    if isinstance(field, IntField):
         number = _integer(field, value)
         return _MISSING if number is None else number
     if not isinstance(value, str):
         return _MISSING
-    if isinstance(field, _EnumField):
+    if isinstance(field, EnumField):
         return field.accepted.get(value, _MISSING)
     if not field.min_len <= len(value) <= field.max_len:
         return _MISSING
@@ -417,208 +282,11 @@ def _remember_minute(text: str) -> int | None:
     return instant
 
 
-def _compile_plans() -> dict[str, _Plan]:
-    """Compiles the per-type tables from the schema files (once; see reload_schemas)."""
+def _compile_plans() -> dict[str, Plan]:
+    """Compiles the per-type plans (once; see reload_schemas)."""
     global _plans  # noqa: PLW0603 - fills the module-level cache
-    envelope = schemas.load_schema(schemas.ENVELOPE)
-    type_names = envelope.get("properties", {}).get("type", {}).get("enum")
-    if not isinstance(type_names, list) or sorted(type_names) != sorted(EventType):
-        raise ConfigError(
-            f"{schemas.ENVELOPE}: properties.type.enum {type_names!r} must list exactly the "
-            f"event types of monitor.events.EventType"
-        )
-    # The fast path dispatches on type itself, so the envelope may say nothing more than that.
-    branches = [
-        (b["if"]["properties"]["type"]["const"], b["then"]["$ref"])
-        for b in envelope.get("allOf", [])
-        if b.keys() == {"if", "then"} and b["then"].keys() == {"$ref"}
-    ]
-    if (
-        envelope.keys() - _ANNOTATIONS != {"type", "properties", "required", "allOf"}
-        or envelope["properties"].keys() != {"type"}
-        or envelope["required"] != ["type"]
-        or len(branches) != len(envelope["allOf"])
-        or sorted(branches) != sorted((t, f"{t}.schema.json") for t in type_names)
-    ):
-        raise ConfigError(
-            f"{schemas.ENVELOPE}: must only dispatch on type to events/<type>.schema.json"
-        )
-    registry = schemas.registry()
-    plans: dict[str, _Plan] = {}
-    for name in type_names:
-        file = schemas.event_schema_name(name)
-        schema = schemas.load_schema(file)
-        resolver = registry.resolver(base_uri=str(schema.get("$id", "")))
-        merged: dict[str, list[tuple[dict[str, Any], Resolver[Any]]]] = {}
-        required: set[str] = set()
-        _collect_object(file, schema, resolver, merged, required)
-        missing = required - merged.keys()
-        if missing:
-            raise ConfigError(f"{file}: required {sorted(missing)} have no property schema")
-        event_type = EventType(name)
-        if event_type in CHAT_EVENT_TYPES:
-            subject_key, subject_type = "session_id", SubjectType.CHAT_SESSION
-        elif event_type in CHANNEL_EVENT_TYPES:
-            subject_key, subject_type = "channel", SubjectType.CHANNEL
-        else:
-            subject_key, subject_type = "ticket_id", SubjectType.TICKET
-        if subject_key not in required:
-            raise ConfigError(f"{file}: {subject_key} must be required")
-        template: list[object] = [None] * len(_SLOTS)
-        template[_SLOTS["type"]] = event_type
-        template[_SLOTS["subject_type"]] = subject_type
-        instant = _instant
-        strings: list[_StrField] = []
-        enums: list[_EnumField] = []
-        booleans: list[_BoolField] = []
-        integers: list[_IntField] = []
-        optional: list[_Field] = []
-        dispatchable = True
-        for prop, parts in merged.items():
-            field, default = _compile_field(file, prop, parts, name)
-            if prop == subject_key == "channel" and isinstance(field, _StrField):
-                # A channel's events have the channel as subject id: check it once more,
-                # into the subject_id slot.
-                strings.append(field._replace(slot=_SLOTS["subject_id"]))
-            if prop == "type":
-                # The plan is chosen by the value of "type", so its constraints are settled
-                # here, once: either that value passes them all (nothing left to check per
-                # event) or no event of this type can be valid (no plan; the slow path says
-                # why).
-                assert isinstance(field, _EnumField)  # every per-type schema has a const
-                dispatchable = name in field.accepted
-                continue
-            if prop == "occurred_at":
-                if prop not in required or not isinstance(field, _StrField):
-                    raise ConfigError(f"{file}: occurred_at must be a required string")
-                if [p.pattern for p in field.patterns] == [RFC3339_PATTERN]:
-                    instant = _instant_by_minute  # which checks the pattern itself
-                    field = field._replace(patterns=())
-            if prop not in required:
-                optional.append(field)
-                if field.slot >= 0:
-                    template[field.slot] = default
-            elif isinstance(field, _StrField):
-                strings.append(field)
-            elif isinstance(field, _EnumField):
-                enums.append(field)
-            elif isinstance(field, _IntField):
-                integers.append(field)
-            else:
-                booleans.append(field)
-        if dispatchable:
-            plans[name] = _Plan(
-                tuple(template),
-                tuple(strings),
-                tuple(enums),
-                tuple(booleans),
-                tuple(integers),
-                tuple(optional),
-                instant,
-            )
-    _plans = plans
-    return plans
-
-
-def _collect_object(
-    file: str,
-    schema: dict[str, Any],
-    resolver: Resolver[Any],
-    merged: dict[str, list[tuple[dict[str, Any], Resolver[Any]]]],
-    required: set[str],
-) -> None:
-    """Flattens an object schema (its ``$ref``, ``allOf``, ``properties``) into ``merged``."""
-    unknown = schema.keys() - _OBJECT_KEYWORDS
-    if unknown:
-        raise ConfigError(f"{file}: keywords {sorted(unknown)} are not supported by the fast path")
-    if schema.get("type", "object") != "object":
-        raise ConfigError(f"{file}: an event schema must have type object")
-    if schema.get("additionalProperties", True) is not True:
-        # Producers add metadata; rejecting it would be a contract change, not a schema tweak.
-        raise ConfigError(f"{file}: additionalProperties must stay allowed")
-    if "$ref" in schema:
-        resolved = resolver.lookup(schema["$ref"])
-        _collect_object(file, resolved.contents, resolved.resolver, merged, required)
-    for sub in schema.get("allOf", []):
-        _collect_object(file, sub, resolver, merged, required)
-    for prop, sub in schema.get("properties", {}).items():
-        merged.setdefault(prop, []).append((sub, resolver))
-    required.update(schema.get("required", []))
-
-
-def _compile_field(
-    file: str, name: str, parts: list[tuple[dict[str, Any], Resolver[Any]]], event_type: str = ""
-) -> tuple[_Field, object]:
-    """The conjunction of every schema that constrains property ``name``, and its default
-    (None when the schema gives none; converted like the values, for enum members)."""
-    flat: list[dict[str, Any]] = []
-    pending = list(parts)
-    while pending:
-        sub, resolver = pending.pop()
-        unknown = sub.keys() - _FIELD_KEYWORDS
-        if unknown:
-            raise ConfigError(f"{file}: {name}: keywords {sorted(unknown)} are not supported")
-        if "$ref" in sub:
-            resolved = resolver.lookup(sub["$ref"])
-            pending.append((resolved.contents, resolved.resolver))
-        flat.append(sub)
-    kinds: set[str] = set()
-    enum: set[str] | None = None
-    min_len, max_len = 0, 2**63
-    low: int | float = float("-inf")
-    high: int | float = float("inf")
-    patterns: list[re.Pattern[str]] = []
-    default: object = None
-    for sub in flat:
-        if "type" in sub:
-            kinds.add(sub["type"])
-        allowed = [sub["const"]] if "const" in sub else sub.get("enum")
-        if allowed is not None:
-            if not all(isinstance(v, str) for v in allowed):
-                raise ConfigError(f"{file}: {name}: only string enums/consts are supported")
-            kinds.add("string")
-            enum = set(allowed) if enum is None else enum & set(allowed)
-        min_len = max(min_len, sub.get("minLength", 0))
-        max_len = min(max_len, sub.get("maxLength", 2**63))
-        if "pattern" in sub:
-            patterns.append(re.compile(sub["pattern"]))
-        low = max(low, sub.get("minimum", low))
-        high = min(high, sub.get("maximum", high))
-        if "default" in sub:
-            default = sub["default"]
-    if kinds not in ({"string"}, {"boolean"}, {"integer"}):
-        raise ConfigError(
-            f"{file}: {name}: type must be string, boolean or integer, got {sorted(kinds)}"
-        )
-    target = _TYPE_JSON_TO_SLOT.get((event_type, name)) or _JSON_TO_SLOT.get(name, name)
-    # "type" is a constant of the plan; properties Event does not carry are only checked.
-    slot = _SLOTS[target] if target in _SLOTS and name != "type" else -1
-    if kinds == {"boolean"}:
-        return _BoolField(name, slot), default
-    if kinds == {"integer"}:
-        # Bounded scales only (a rating): JSON Schema counts 1e300 as an integer too, and an
-        # unbounded one would need the slow path's arbitrary-precision rules.
-        if low == float("-inf") or high == float("inf"):
-            raise ConfigError(f"{file}: {name}: an integer needs both minimum and maximum")
-        return _IntField(name, slot, low, high), default
-    if low != float("-inf") or high != float("inf"):
-        raise ConfigError(f"{file}: {name}: minimum/maximum are supported on integers only")
-    if enum is None:
-        return _StrField(name, slot, min_len, max_len, tuple(patterns)), default
-    convert = _CONVERT.get(target)
-    unknown_values = sorted(v for v in enum if convert is not None and v not in convert)
-    if unknown_values:
-        raise ConfigError(f"{file}: {name}: {unknown_values} are not values the monitor knows")
-    accepted = {
-        value: value if convert is None else convert[value]
-        for value in sorted(enum)
-        if min_len <= len(value) <= max_len and all(p.search(value) for p in patterns)
-    }
-    if default is not None and convert is not None:
-        if not isinstance(default, str) or default not in convert:
-            raise ConfigError(f"{file}: {name}: default {default!r} is not a value it knows")
-        default = convert[default]
-    return _EnumField(name, slot, accepted), default
+    _plans = compile_plans(_instant, _instant_by_minute)
+    return _plans
 
 
 # --- slow path: reasons ---------------------------------------------------------------------
@@ -720,8 +388,8 @@ def _timestamp_reason(text: str) -> str:
 
 __all__ = [
     "MAX_EVENT_BYTES",
+    "RFC3339_PATTERN",
     "agent_status_from_dict",
-    "bench_validation",
     "event_from_dict",
     "explain",
     "parse_agent_status",

@@ -7,11 +7,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from monitor.engine import SlaEngine
-from monitor.events import Actor, Event, EventType, SubjectType, TicketStatus
+from monitor.events import Event
 from monitor.policy import PolicySet, load_policy_set
 from monitor.replay import Replay
-from monitor.sla_event import Kind, Metric, SlaEvent
+from monitor.sla_event import Kind, SlaEvent
 from monitor.timeutil import parse_rfc3339
+from monitor.vocabulary import Actor, EventType, Metric, SubjectType, TicketStatus
 
 _ids = itertools.count(1)
 _DEFAULT: PolicySet | None = None

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from monitor.errors import ConfigError
-from monitor.live.clock import PartitionClocks
+from monitor.live.clock import ClockMode, PartitionClocks
 from monitor.live.config import Settings, load_settings
+from monitor.metrics import CLOCK_MODES
 from monitor.timeutil import Micros
 
 S = 1_000_000
@@ -63,7 +64,13 @@ def test_clock_never_moves_backwards_when_a_partition_falls_behind() -> None:
 
 def test_behind_with_no_event_read_proves_nothing() -> None:
     clocks: PartitionClocks[int] = PartitionClocks(Micros(5 * S), FakeWall(10 * S))
-    assert clocks.now(2, caught_up=False) == 0
+    assert clocks.now(2, caught_up=False) is None
+    assert clocks.peek(2) is None  # nothing handed out: 0 is no instant the timers may use
+    assert clocks.mode(2) is ClockMode.EVENT
+
+
+def test_clock_modes_are_the_metric_label_values() -> None:
+    assert sorted(ClockMode) == sorted(CLOCK_MODES)
 
 
 def test_event_time_ahead_of_the_wall_clock_still_drives_timers() -> None:
@@ -78,7 +85,7 @@ def test_forget_drops_a_revoked_partition() -> None:
     clocks.now(4, caught_up=False)
     clocks.forget([4])
     assert clocks.peek(4) is None
-    assert clocks.now(4, caught_up=False) == 0
+    assert clocks.now(4, caught_up=False) is None
 
 
 def test_settings_precedence_file_env_overrides(tmp_path: Path) -> None:

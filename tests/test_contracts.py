@@ -17,12 +17,13 @@ from prometheus_client import CollectorRegistry
 from monitor import schemas
 from monitor.engine import SubjectState
 from monitor.errors import PolicyError
-from monitor.events import Event, EventType, SubjectType
+from monitor.events import Event
 from monitor.metrics import SlaMetrics
 from monitor.policy import load_policy_set
 from monitor.policy.loader import BUNDLED_POLICIES
-from monitor.sla_event import EscalationMetric, Kind, Metric, Period
+from monitor.sla_event import Kind
 from monitor.timeutil import format_rfc3339
+from monitor.vocabulary import EscalationMetric, EventType, Metric, Period, SubjectType
 from tests.factories import Run, ev, t
 
 END = "2026-12-30 00:00"

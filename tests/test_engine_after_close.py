@@ -7,7 +7,8 @@ the close let stand (a false penalty), or no ``met`` at all.
 from __future__ import annotations
 
 from monitor.engine import SubjectState
-from monitor.sla_event import Kind, Metric
+from monitor.sla_event import Kind
+from monitor.vocabulary import Metric
 from tests.factories import Run, ev, t
 
 

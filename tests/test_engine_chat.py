@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from monitor.sla_event import Kind, Metric, Period
+from monitor.sla_event import Kind
 from monitor.timeutil import MICROS_PER_SECOND
+from monitor.vocabulary import Metric, Period
 from tests.factories import Run, ev, t
 
 

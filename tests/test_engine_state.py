@@ -45,16 +45,14 @@ def test_a_restored_replay_continues_exactly_like_the_original() -> None:
     assert any(f.kind is Kind.BREACH for f in original.facts)
 
 
-def test_deadline_index_pops_in_order_and_drops_revoked_groups() -> None:
+def test_deadline_index_pops_in_order() -> None:
     index = DeadlineIndex()
-    index.schedule("a", 30, group=0)
-    index.schedule("b", 10, group=1)
-    index.schedule("c", 20, group=1)
-    index.schedule("a", 5, group=0)  # rescheduled earlier; the old entry is stale
+    index.schedule("a", 30)
+    index.schedule("b", 10)
+    index.schedule("c", 20)
+    index.schedule("a", 5)  # rescheduled earlier; the old entry is stale
     assert index.next_due() == 5
     assert index.pop_due(20) == ["a", "b"]  # strictly before 20
-    index.schedule("d", 1, group=2)
-    assert index.drop_groups({2}) == 1
     assert index.pop_due(100) == ["c"]
     assert len(index) == 0
     index.schedule("e", 7)
@@ -65,7 +63,7 @@ def test_deadline_index_pops_in_order_and_drops_revoked_groups() -> None:
 @given(
     st.lists(
         st.tuples(
-            st.sampled_from(["schedule", "pop", "drop", "clear"]),
+            st.sampled_from(["schedule", "pop", "clear"]),
             st.sampled_from("abcd"),
             st.none() | st.integers(0, 50),
         ),
@@ -78,7 +76,7 @@ def test_due_bound_never_passes_a_pending_deadline(ops: list[tuple[str, str, int
     live: dict[str, int] = {}
     for op, key, value in ops:
         if op == "schedule":
-            index.schedule(key, value, group=ord(key) % 2)
+            index.schedule(key, value)
             if value is None:
                 live.pop(key, None)
             else:
@@ -86,9 +84,6 @@ def test_due_bound_never_passes_a_pending_deadline(ops: list[tuple[str, str, int
         elif op == "pop" and value is not None:
             assert sorted(index.pop_due(value)) == sorted(k for k, d in live.items() if d < value)
             live = {k: d for k, d in live.items() if d >= value}
-        elif op == "drop":
-            index.drop_groups({ord(key) % 2})
-            live = {k: d for k, d in live.items() if ord(k) % 2 != ord(key) % 2}
         elif op == "clear":
             index.clear()
             live.clear()

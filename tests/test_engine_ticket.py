@@ -6,10 +6,14 @@ from pathlib import Path
 
 import pytest
 
+from monitor.engine import ClockPhase, SlaEngine, state_key
+from monitor.errors import Reason, RejectedEvent
 from monitor.policy import load_policy_set
-from monitor.sla_event import Kind, Metric, Period
+from monitor.sla_event import Kind
 from monitor.timeutil import format_rfc3339
-from tests.factories import Run, ev, t
+from monitor.validation import parse_event
+from monitor.vocabulary import Metric, Period
+from tests.factories import Run, default_policies, ev, t
 
 END = "2026-12-30 00:00"
 
@@ -185,3 +189,62 @@ def test_year_end_with_an_operator_override(tmp_path: Path) -> None:
     breach = [f for f in run.facts if f.kind is Kind.BREACH and f.metric is Metric.FIRST_RESPONSE]
     # 1 h on 12-31, then 01-01 is a holiday, then 7 h on Monday 01-04 (01-02/03 a weekend).
     assert breach[0].deadline == t("2027-01-04 17:00")
+
+
+def test_a_resolution_clock_goes_through_its_phases() -> None:
+    """The transitions listed in monitor/engine/state.py, on one P2 ticket's resolution."""
+    run = created("2026-10-08 09:00", "P2")
+
+    def phase() -> ClockPhase:
+        clock = run.replay.states["t:T1"].clock(Metric.RESOLUTION)
+        assert clock is not None
+        return clock.phase
+
+    assert phase() is ClockPhase.RUNNING
+    run.feed(ev("ticket.status_changed", "T1", "2026-10-08 10:00", status="pending"))
+    assert phase() is ClockPhase.PAUSED
+    run.feed(ev("ticket.status_changed", "T1", "2026-10-09 10:00", status="open"))
+    assert phase() is ClockPhase.RUNNING
+    run.until("2026-10-09 17:00:01")  # 1 h used before the pause, 6 h after: due 17:00
+    assert phase() is ClockPhase.BREACHED
+    # Retargeted to P4 (2 working days): the deadline moves past now, the breach is retracted.
+    run.feed(ev("ticket.priority_changed", "T1", "2026-10-09 17:00:02", priority="P4"))
+    assert phase() is ClockPhase.RUNNING
+    assert run.kinds(Metric.RESOLUTION)[-2:] == [
+        ("resolution", "breach"),
+        ("resolution", "retraction"),
+    ]
+
+
+def test_stop_returns_the_phase_a_clock_ended_in() -> None:
+    engine = SlaEngine(default_policies())
+    call = engine._load("customer-requests").call
+    for met, at, ended in [
+        (True, "2026-10-08 09:30", ClockPhase.MET),  # in time
+        (True, "2026-10-09 09:30", ClockPhase.STOPPED),  # late: a breach
+        (False, "2026-10-08 09:30", ClockPhase.STOPPED),  # finished first: nothing
+    ]:
+        state = engine.apply(None, ev("ticket.created", "T9", "2026-10-08 09:00"), t(at)).state
+        assert state is not None
+        clock = state.clock(Metric.FIRST_RESPONSE)
+        assert clock is not None
+        call.now, call.out = t(at), []
+        assert call.stop(state, clock, t(at), met=met, why="test") is ended
+        assert state.clock(Metric.FIRST_RESPONSE) is None
+
+
+def test_a_channel_status_is_refused_even_where_a_ticket_shares_its_key() -> None:
+    """A channel is keyed by its name, a ticket by its id: "t:web" can be both. The engine
+    refuses the channel.status (it has no SLA clock) rather than fail on the ticket's record."""
+    engine = SlaEngine(default_policies())
+    ticket = ev("ticket.created", "web", "2026-10-08 09:00")
+    state = engine.apply(None, ticket, ticket.occurred_at).state
+    assert state is not None
+    status = parse_event(
+        b'{"event_id": "c1", "type": "channel.status", "tenant": "acme", '
+        b'"occurred_at": "2026-10-08T10:00:00+08:00", "channel": "web", "status": "down"}'
+    )
+    assert state_key(status.subject_type, status.subject_id) == state.key
+    with pytest.raises(RejectedEvent) as refused:
+        engine.apply(state, status, status.occurred_at)
+    assert refused.value.code is Reason.NOT_FOR_ENGINE

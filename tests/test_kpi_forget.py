@@ -4,10 +4,11 @@ but the monthly counts it fed (the live worker's memory stays flat: tests/live/t
 
 from __future__ import annotations
 
-from monitor.events import Event, SubjectType
+from monitor.events import Event
 from monitor.kpi import KpiTracker
 from monitor.policy import load_policy_set
 from monitor.validation import event_from_dict
+from monitor.vocabulary import SubjectType
 
 TENANT = "contract-004"  # service-sla: tickets with FCR and CSAT targets
 

@@ -14,10 +14,9 @@ import yaml
 
 from monitor import schemas
 from monitor.errors import ConfigError, PolicyError
-from monitor.events import SubjectType
 from monitor.policy import load_policy_set
-from monitor.sla_event import Metric
 from monitor.timeutil import MICROS_PER_SECOND
+from monitor.vocabulary import Metric, SubjectType
 
 BUNDLED = Path(__file__).resolve().parents[1] / "deploy" / "policies"
 

@@ -12,9 +12,9 @@ from jsonschema import Draft202012Validator
 
 from monitor import schemas
 from monitor.errors import ConfigError
-from monitor.events import EventType
-from monitor.sla_event import Kind, Metric, Penalty, Period, SlaEvent, make_sla_id
+from monitor.sla_event import Kind, SlaEvent, make_sla_id
 from monitor.timeutil import parse_rfc3339
+from monitor.vocabulary import EventType, Metric, Penalty, Period
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 

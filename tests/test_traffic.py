@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 
 from monitor import traffic, validation
-from monitor.events import Actor, Event, EventType
+from monitor.events import Event
 from monitor.timeutil import parse_rfc3339
+from monitor.vocabulary import Actor, EventType
 
 
 @pytest.fixture(scope="module")

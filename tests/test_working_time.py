@@ -16,8 +16,8 @@ from monitor.calendar import (
     make_day_calendar,
 )
 from monitor.errors import CalendarError, ConfigError
-from monitor.sla_event import Period
 from monitor.timeutil import Micros, format_rfc3339, parse_rfc3339, seconds
+from monitor.vocabulary import Period
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 BERLIN = ZoneInfo("Europe/Berlin")

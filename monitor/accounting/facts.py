@@ -12,8 +12,9 @@ from __future__ import annotations
 from typing import Any
 
 from monitor.errors import SlaMonitorError
-from monitor.sla_event import Kind, Metric, Penalty, Period, SlaEvent
+from monitor.sla_event import Kind, SlaEvent
 from monitor.timeutil import parse_rfc3339
+from monitor.vocabulary import Metric, Penalty, Period
 
 
 class InvalidFact(SlaMonitorError):

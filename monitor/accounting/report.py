@@ -35,12 +35,13 @@ from monitor.accounting.presence import build_presence
 from monitor.accounting.rules import AccountingRules
 from monitor.engine import SlaEngine
 from monitor.errors import CalendarError, SlaMonitorError
-from monitor.events import AgentStatus, Event, SubjectType
+from monitor.events import AgentStatus, Event
 from monitor.kpi import KpiRow, KpiTracker
 from monitor.policy import Policy, PolicySet
 from monitor.replay import Replay
 from monitor.sla_event import Kind, SlaEvent
 from monitor.timeutil import format_rfc3339, from_datetime, to_datetime
+from monitor.vocabulary import SubjectType
 
 ALL = "all"
 PERIODS = ("working_hours", "after_hours", "rest_day")

@@ -15,8 +15,8 @@ from enum import StrEnum
 from typing import Any
 
 from monitor.errors import PolicyError
-from monitor.sla_event import Metric
 from monitor.timeutil import Micros
+from monitor.vocabulary import Metric
 
 
 class DayKind(StrEnum):

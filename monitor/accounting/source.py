@@ -24,10 +24,11 @@ from monitor.accounting.escalation import BREACH_COUNT, SLOW_DAYS, escalation_fr
 from monitor.accounting.facts import InvalidFact, fact_from_dict
 from monitor.accounting.report import Inputs, ReportError
 from monitor.errors import InvalidEvent
-from monitor.events import AGENT_STATUS, Event, EventType
+from monitor.events import AGENT_STATUS, Event
 from monitor.sla_event import Kind
 from monitor.timeutil import parse_rfc3339
 from monitor.validation import agent_status_from_dict, event_from_dict
+from monitor.vocabulary import EventType
 
 KAFKA = "kafka:"
 _FACT_KINDS = frozenset(k.value for k in Kind)

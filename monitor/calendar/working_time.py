@@ -32,8 +32,8 @@ from typing import NamedTuple
 
 from monitor.calendar.days import DayCalendar
 from monitor.errors import CalendarError, ConfigError
-from monitor.sla_event import Period
 from monitor.timeutil import MICROS_PER_SECOND, Micros, from_datetime, to_datetime
+from monitor.vocabulary import Period
 
 _MICROS_PER_DAY = 86_400 * MICROS_PER_SECOND
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()

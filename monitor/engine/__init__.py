@@ -2,6 +2,14 @@
 
 from monitor.engine.deadlines import DeadlineIndex
 from monitor.engine.engine import SlaEngine, Step
-from monitor.engine.state import SlaClock, SubjectState, state_key
+from monitor.engine.state import ClockPhase, SlaClock, SubjectState, state_key
 
-__all__ = ["DeadlineIndex", "SlaClock", "SlaEngine", "Step", "SubjectState", "state_key"]
+__all__ = [
+    "ClockPhase",
+    "DeadlineIndex",
+    "SlaClock",
+    "SlaEngine",
+    "Step",
+    "SubjectState",
+    "state_key",
+]

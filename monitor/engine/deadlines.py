@@ -3,17 +3,16 @@
 The index is *derived* state. The source of truth is each subject's record
 (:attr:`monitor.engine.state.SubjectState.next_due`); the index only says when to look at a
 record again, so it can always be rebuilt from the records (after a restart, after a
-rebalance). It is a binary heap with lazy deletion: rescheduling a key pushes a new entry and
-leaves the old one to be skipped when it surfaces, which keeps every update O(log n).
+rebalance).
 
-Callers: :class:`monitor.replay.Replay` (one group) and the live worker's timer, which tags
-each key with its Kafka partition so that a revoked partition's keys can be dropped at once.
+Callers: :class:`monitor.replay.Replay` keeps one for the whole replay; the live worker keeps
+one per input partition (:class:`monitor.live.lane.Lane`), so a revoked partition's keys go
+with its lane and a rebalance rebuilds each lane's index from the table.
 """
 
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable
 
 from monitor.timeutil import Micros
 
@@ -21,10 +20,18 @@ _NEVER = 2**63  # after any instant
 
 
 class DeadlineIndex:
+    """Each key's next deadline, and the keys in deadline order.
+
+    A binary heap of ``(due, key)`` with lazy deletion: rescheduling a key pushes a new entry
+    and leaves the old one to be skipped when it surfaces (it no longer matches ``_due``), so
+    every update is O(log n); the heap is rebuilt from ``_due`` once it holds more than twice
+    as many entries as there are keys (plus 1024). ``due_bound`` lets a caller that polls
+    before every event skip the heap while nothing can be due.
+    """
+
     def __init__(self) -> None:
         self._heap: list[tuple[int, str]] = []
-        self._due: dict[str, int] = {}
-        self._group: dict[str, int] = {}
+        self._due: dict[str, int] = {}  # the live entries: key -> its one pending deadline
         self.due_bound: int = _NEVER
         """No pending deadline is earlier than this (it may be earlier than all of them): a
         caller that polls for every event reads it, and calls :meth:`pop_due` only once its
@@ -41,16 +48,14 @@ class DeadlineIndex:
         due = self._due.get(key)
         return None if due is None else Micros(due)
 
-    def schedule(self, key: str, due: int | None, group: int = 0) -> None:
+    def schedule(self, key: str, due: int | None) -> None:
         """Sets (or, with ``due=None``, clears) the next deadline of ``key``."""
         if due is None:
             self._due.pop(key, None)
-            self._group.pop(key, None)
             return
         if self._due.get(key) == due:
             return
         self._due[key] = due
-        self._group[key] = group
         heapq.heappush(self._heap, (due, key))
         if due < self.due_bound:  # noqa: PLR1730 - min() would be a call on every reschedule
             self.due_bound = due
@@ -76,30 +81,13 @@ class DeadlineIndex:
             due, key = heapq.heappop(heap)
             if self._due.get(key) == due:
                 del self._due[key]
-                self._group.pop(key, None)
                 out.append(key)
         self.due_bound = heap[0][0] if heap else _NEVER
         return out
 
-    def drop_groups(self, groups: Iterable[int]) -> int:
-        """Forgets every key of the given groups (revoked partitions); returns how many."""
-        gone = set(groups)
-        keys = [k for k, g in self._group.items() if g in gone]
-        for key in keys:
-            del self._due[key]
-            del self._group[key]
-        self._compact()
-        return len(keys)
-
-    def keep_groups(self, groups: Iterable[int]) -> int:
-        """Forgets every key outside the given groups; returns how many were dropped."""
-        keep = set(groups)
-        return self.drop_groups({g for g in self._group.values() if g not in keep})
-
     def clear(self) -> None:
         self._heap.clear()
         self._due.clear()
-        self._group.clear()
         self.due_bound = _NEVER
 
     def _skip_stale(self) -> None:

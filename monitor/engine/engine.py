@@ -8,6 +8,12 @@ and the SLA facts it produced (:class:`Step`). Who calls what:
   (replay's clock, the live worker's timeout agent);
 * :meth:`SlaEngine.is_expired` when sweeping finished subjects out of the store.
 
+Inside, each call runs one handler per input type on a ``_Call`` context (the policy in
+force, ``now``, the facts so far): a *creating* handler (``session.started``,
+``ticket.created``) builds the record, an *updating* one changes a record that exists. The
+``_Call`` methods move each SLA clock between its phases; :mod:`monitor.engine.state` lists
+the phases and transitions.
+
 Time rules, shared by every metric (contract 002 2.2, 000 5.1):
 
 * a timer fires when the clock has *passed* its instant (``due < now``): a response exactly at
@@ -24,9 +30,9 @@ from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 from monitor.calendar import WorkingTime
-from monitor.engine.state import SlaClock, SubjectState, event_digest, state_key
+from monitor.engine.state import ClockPhase, SlaClock, SubjectState, event_digest
 from monitor.errors import Reason, RejectedEvent
-from monitor.events import Actor, Event, EventType, SubjectType, TicketStatus
+from monitor.events import Event
 from monitor.policy.model import (
     AppealPolicy,
     ClockKind,
@@ -36,16 +42,18 @@ from monitor.policy.model import (
     PolicySet,
     TargetRule,
 )
-from monitor.sla_event import (
+from monitor.sla_event import Kind, SlaEvent, make_sla_id
+from monitor.timeutil import MICROS_PER_SECOND, format_rfc3339
+from monitor.vocabulary import (
+    Actor,
     AnyMetric,
     EscalationMetric,
-    Kind,
+    EventType,
     Metric,
     Period,
-    SlaEvent,
-    make_sla_id,
+    SubjectType,
+    TicketStatus,
 )
-from monitor.timeutil import MICROS_PER_SECOND, format_rfc3339
 
 # Enum members the hot path compares against, bound once: EnumType defines __getattr__, so
 # reading a member through its class (``Actor.AGENT``) costs CPython 3.11 70-100 ns, as much
@@ -56,6 +64,8 @@ _FIRST_RESPONSE, _NEXT_RESPONSE = Metric.FIRST_RESPONSE, Metric.NEXT_RESPONSE
 _PERIODIC_UPDATE, _RESOLUTION = Metric.PERIODIC_UPDATE, Metric.RESOLUTION
 _TIER_ESCALATION, _ESCALATION = EscalationMetric.TIER_ESCALATION, Kind.ESCALATION
 _WALL = ClockKind.WALL
+_RUNNING, _PAUSED, _BREACHED = ClockPhase.RUNNING, ClockPhase.PAUSED, ClockPhase.BREACHED
+_MET_PHASE, _STOPPED = ClockPhase.MET, ClockPhase.STOPPED
 
 RESPONSE_METRICS = (Metric.FIRST_RESPONSE, Metric.NEXT_RESPONSE)
 FINISHED = frozenset({TicketStatus.SOLVED.value, TicketStatus.CLOSED.value})
@@ -73,7 +83,7 @@ class Step:
 class SlaEngine:
     """The SLA state machines of a set of policies.
 
-    Not thread-safe: each policy's :class:`_Run` context is reused by every call (building
+    Not thread-safe: each policy's :class:`_Call` context is reused by every call (building
     one per event was 3 % of replay), which is fine because calls are synchronous and never
     nested. The live worker calls it from its event loop only.
     """
@@ -90,10 +100,6 @@ class SlaEngine:
 
     # -- public API -----------------------------------------------------------------------
 
-    @staticmethod
-    def state_key(event: Event) -> str:
-        return state_key(event.subject_type, event.subject_id)
-
     def timezone_of(self, policy_name: str) -> ZoneInfo:
         return self.policies.named(policy_name).timezone
 
@@ -106,42 +112,32 @@ class SlaEngine:
         """
         digest = event_digest(event.event_id)
         if state is None:
-            if event.subject_type is SubjectType.CHANNEL:  # the rare path: no cost per event
-                raise RejectedEvent(
-                    f"{event.type} has no SLA clock: it feeds the availability KPI "
-                    "(monitor.kpi.KpiTracker), not the engine",
-                    code=Reason.NOT_FOR_ENGINE,
-                )
-            if event.type not in _CREATING:
-                noun = (
-                    "session.started"
-                    if event.subject_type is SubjectType.CHAT_SESSION
-                    else "ticket.created"
-                )
-                raise RejectedEvent(
-                    f"{event.type} for {event.subject_id!r}, but no {noun} was seen",
-                    code=Reason.UNKNOWN_SUBJECT,
-                )
-        elif digest in state.seen:
-            return Step(state, [], duplicate=True)
-        if state is None:
-            run = _Run(self, now, None)  # a new subject: the handler picks the policy
+            create = _CREATING.get(event.type)
+            if create is None:
+                raise _no_record(event)
+            # A new subject: the policy that covers it (RejectedEvent if none does).
+            name = self._policies.for_subject(event.tenant, event.subject_type).name
+            call = (self._rules.get(name) or self._load(name)).call
+            call.now, call.out = now, []
+            state = create(call, event)
         else:
-            run = (self._rules.get(state.policy) or self._load(state.policy)).run
-            run.now, run.out = now, []
-        new_state = _HANDLERS[event.type](run, event, state)
-        new_state.remember(digest)
-        at, last = event.occurred_at, new_state.last_event_at
-        new_state.last_event_at = at if at > last else last  # max() without the call
-        return Step(new_state, run.out, False)
+            if digest in state.seen:
+                return Step(state, [], duplicate=True)
+            call = (self._rules.get(state.policy) or self._load(state.policy)).call
+            call.now, call.out = now, []
+            _UPDATING[event.type](call, event, state)
+        state.remember(digest)
+        at, last = event.occurred_at, state.last_event_at
+        state.last_event_at = at if at > last else last  # max() without the call
+        return Step(state, call.out, False)
 
     def advance(self, state: SubjectState, now: int) -> Step:
         """Fires every warning and breach of ``state`` whose instant ``now`` has passed."""
-        run = (self._rules.get(state.policy) or self._load(state.policy)).run
-        run.now, run.out = now, []
+        call = (self._rules.get(state.policy) or self._load(state.policy)).call
+        call.now, call.out = now, []
         for clock in state.clocks:
-            run.fire_due(state, clock)
-        return Step(state, run.out, False)
+            call.fire_due(state, clock)
+        return Step(state, call.out, False)
 
     def is_expired(self, state: SubjectState, now: int) -> bool:
         """True when a subject can be forgotten: finished (or idle with no running timer)
@@ -156,7 +152,7 @@ class SlaEngine:
         """Precomputes the rules of policy ``name`` (first use); RejectedEvent if not loaded.
 
         Callers look in ``_rules`` first themselves: one call less per event."""
-        rules = self._rules[name] = _PolicyRules(self._policies.named(name), self)
+        rules = self._rules[name] = _PolicyRules(self._policies.named(name))
         return rules
 
 
@@ -190,42 +186,32 @@ class _MetricRules:
 
 
 class _PolicyRules:
-    """One policy, precomputed for one engine, with the run context its calls reuse."""
+    """One policy, precomputed for one engine, with the call context its calls reuse."""
 
-    __slots__ = ("appeal", "metrics", "policy", "run", "tiers", "working_time")
+    __slots__ = ("appeal", "call", "metrics", "policy", "tiers", "working_time")
 
-    def __init__(self, policy: Policy, engine: SlaEngine) -> None:
+    def __init__(self, policy: Policy) -> None:
         self.policy = policy
         self.working_time = policy.working_time
         self.tiers = policy.escalation.tiers if policy.escalation is not None else ()
         self.appeal = policy.appeal
         self.metrics = {metric: _MetricRules(mp) for metric, mp in policy.metrics.items()}
-        self.run = _Run(engine, 0, self)  # now and out are reset by every call
+        self.call = _Call(self)
 
 
-class _Run:
+class _Call:
     """An engine call's context: the policy in force, the clock, and the facts produced so
-    far. One per policy, reset by each call on a stored record (see :class:`SlaEngine`); a
-    new record's call makes its own, since its handler picks the policy."""
+    far. Built once per policy by its :class:`_PolicyRules`; each call sets ``now`` and
+    ``out`` (see :class:`SlaEngine`). Its clock methods are the phase transitions of
+    :mod:`monitor.engine.state`; the handlers below call them."""
 
-    __slots__ = ("engine", "metrics", "now", "out", "rules", "working_time")
+    __slots__ = ("metrics", "now", "out", "rules", "working_time")
 
-    def __init__(self, engine: SlaEngine, now: int, rules: _PolicyRules | None) -> None:
-        self.engine = engine
-        self.now = now
+    def __init__(self, rules: _PolicyRules) -> None:
+        self.now = 0
         self.out: list[SlaEvent] = []
-        self.metrics: dict[AnyMetric, _MetricRules]
-        self.working_time: WorkingTime
-        self.rules: _PolicyRules
-        if rules is not None:  # use(rules), inlined: one call less per event
-            self.metrics = rules.metrics
-            self.working_time = rules.working_time
-            self.rules = rules
-
-    def use(self, rules: _PolicyRules) -> None:
-        """Sets the policy in force."""
-        self.metrics = rules.metrics
-        self.working_time = rules.working_time
+        self.metrics: dict[AnyMetric, _MetricRules] = rules.metrics
+        self.working_time: WorkingTime = rules.working_time
         self.rules = rules
 
     # -- time arithmetic in a clock's own kind -------------------------------------------
@@ -249,6 +235,13 @@ class _Run:
     # -- clocks ---------------------------------------------------------------------------
 
     def start_clock(self, state: SubjectState, metric: AnyMetric, seq: int, at: int) -> None:
+        """Starts the ``seq``-th target of ``metric`` at ``at``, if the policy sets one.
+
+        Caller: the handlers (session started, ticket on a designated channel, customer
+        message, public agent comment, accepted appeal).
+        Affects: ``state.clocks`` gains a RUNNING clock, or a PAUSED one when the ticket's
+        status pauses the metric.
+        """
         rules = self.metrics.get(metric)
         if rules is None:
             return
@@ -262,7 +255,11 @@ class _Run:
 
     def start_tiers(self, state: SubjectState, at: int) -> None:
         """003 3.4: one clock per escalation tier, each from the ticket's clock start, so
-        each tier fires once, at its own ``after`` (seq = the tier's index)."""
+        each tier fires once, at its own ``after`` (seq = the tier's index).
+
+        Caller: the ticket handlers, when a ticket's clocks start.
+        Affects: ``state.clocks``, as :meth:`start_clock`.
+        """
         rules = self.metrics.get(_TIER_ESCALATION)
         if rules is None:
             return
@@ -276,12 +273,13 @@ class _Run:
             self.schedule(clock)
 
     def schedule(self, clock: SlaClock, *, warning_only: bool = False) -> None:
-        """Recomputes ``deadline`` and ``warn_at`` of a running clock from its record.
+        """Recomputes ``deadline`` and ``warn_at`` of a RUNNING clock from its record; clears
+        them for any other.
 
         ``warning_only`` after a warning: the deadline does not depend on how many warnings
         went out, and a working-time deadline is worth not walking the calendar again for.
         """
-        if clock.paused_since is not None or clock.breached:
+        if clock.phase is not _RUNNING:
             clock.deadline = clock.warn_at = None
             return
         target = clock.target
@@ -318,7 +316,12 @@ class _Run:
         return rules.warnings if rules is not None else ()
 
     def retarget(self, state: SubjectState, clock: SlaClock) -> None:
-        """Re-selects a clock's target after a priority change, from the original start."""
+        """Re-selects a clock's target after a priority change, from the original start.
+
+        Caller: the ``ticket.priority_changed`` handler, for each clock.
+        Affects: the clock's target and deadline; BREACHED -> RUNNING [retraction] when the
+        new deadline has not passed.
+        """
         rules = self.metrics.get(clock.metric)
         if rules is None or clock.metric is _TIER_ESCALATION:  # 003 3.4 names no priority
             return
@@ -337,9 +340,16 @@ class _Run:
                 self.emit(_RETRACTION, state, clock, reason="priority changed")
 
     def pause(self, state: SubjectState, clock: SlaClock, at: int) -> None:
-        if not clock.running:
+        """Stops the clock counting at ``at``.
+
+        Caller: the ``ticket.status_changed`` handler, when the new status pauses the metric.
+        Affects: RUNNING -> PAUSED; BREACHED -> PAUSED [retraction] when ``at`` is before the
+        deadline, else BREACHED stays.
+        """
+        phase = clock.phase
+        if phase is _PAUSED:
             return
-        if clock.breached:
+        if phase is _BREACHED:
             if clock.deadline is None or at >= clock.deadline:
                 return  # the target was used up before the pause: the breach stands
             clock.breached = False
@@ -348,15 +358,25 @@ class _Run:
         clock.deadline = clock.warn_at = None
 
     def resume(self, clock: SlaClock, at: int) -> None:
-        if clock.paused_since is None:
+        """Counts again from ``at``, the pause kept in the record.
+
+        Caller: the ``ticket.status_changed`` handler, when the new status does not pause the
+        metric.
+        Affects: PAUSED -> RUNNING, with a new deadline.
+        """
+        if clock.paused_since is None:  # not PAUSED (phase spelled out: it narrows the type)
             return
         clock.pauses += ((clock.paused_since, max(at, clock.paused_since)),)
         clock.paused_since = None
         self.schedule(clock)
 
     def fire_due(self, state: SubjectState, clock: SlaClock) -> None:
-        """Emits the warnings and the breach of ``clock`` that ``now`` has passed."""
-        if clock.breached or not clock.running:
+        """Emits the warnings and the breach of ``clock`` that ``now`` has passed.
+
+        Caller: :meth:`SlaEngine.advance` (a timer), for each clock of the record.
+        Affects: RUNNING stays [warning] or -> BREACHED [breach, escalation].
+        """
+        if clock.phase is not _RUNNING:
             return
         shares = self.shares(clock)
         while clock.warn_at is not None and clock.warn_at < self.now:
@@ -368,24 +388,37 @@ class _Run:
             clock.breached = True
             clock.warn_at = None
 
-    def stop(self, state: SubjectState, clock: SlaClock, at: int, *, met: bool, why: str) -> None:
+    def stop(
+        self, state: SubjectState, clock: SlaClock, at: int, *, met: bool, why: str
+    ) -> ClockPhase:
         """Ends a clock at ``at``: with the response (``met=True``) or because it no longer
-        applies (the session closed, the ticket was solved)."""
+        applies (the session closed, the ticket was solved). Returns the phase it ended in.
+
+        Caller: :meth:`respond`, :meth:`finish`, and the ``ticket.comment`` handler (the next
+        periodic update).
+        Affects: removes the clock from ``state.clocks``; -> MET by the deadline [met, a
+        breach retracted first], else -> STOPPED [a breach retracted, or a late one].
+        """
         clocks = state.clocks
         i = 0
         while clocks[i] is not clock:  # by identity: == compares every field of a clock
             i += 1
         state.clocks = clocks[:i] + clocks[i + 1 :]
-        if clock.breached:
-            if clock.deadline is not None and at <= clock.deadline:
+        phase, deadline = clock.phase, clock.deadline
+        if phase is _BREACHED:
+            if deadline is not None and at <= deadline:
                 self.emit(_RETRACTION, state, clock, reason=why, responded_at=at if met else None)
                 if met:
                     self.emit(_MET, state, clock, responded_at=at)
-            return
-        if clock.running and clock.deadline is not None and at > clock.deadline:
+                    return _MET_PHASE
+            return _STOPPED
+        if phase is _RUNNING and deadline is not None and at > deadline:
             self.emit(_BREACH, state, clock, responded_at=at if met else None)
-        elif met:
+            return _STOPPED
+        if met:
             self.emit(_MET, state, clock, responded_at=at)
+            return _MET_PHASE
+        return _STOPPED
 
     def emit(
         self,
@@ -440,7 +473,11 @@ class _Run:
         return tiers[seq].tier if seq < len(tiers) else f"tier {seq}"  # policy since shortened
 
     def respond(self, state: SubjectState, at: int, who: str) -> None:
-        """A human response at ``at`` answers every response clock started before it."""
+        """A human response at ``at`` answers every response clock started before it.
+
+        Caller: the ``message.sent`` and ``ticket.comment`` handlers (an agent's reply).
+        Affects: :meth:`stop` (met) of those clocks; ``state.responded_at``.
+        """
         for clock in state.clocks:  # a tuple: stop() replaces it, this loop keeps its own
             if clock.metric in RESPONSE_METRICS and clock.started_at <= at:
                 self.stop(state, clock, at, met=True, why=f"{who} responded in time")
@@ -452,7 +489,10 @@ class _Run:
     def respond_after_close(self, state: SubjectState, at: int, who: str) -> None:
         """A response that happened before the close ended its clock, arriving after the
         close (a retried send): the target was met after all, and a breach the close let
-        stand is retracted. A response after the close answers nothing."""
+        stand is retracted. A response after the close answers nothing.
+
+        Caller: :meth:`respond`, when the close kept clocks. Affects: ``state.closed``.
+        """
         kept: list[SlaClock] = []
         for clock in state.closed:
             closed_at = clock.paused_since
@@ -468,7 +508,11 @@ class _Run:
         state.closed = tuple(kept)
 
     def await_reply(self, state: SubjectState, at: int) -> None:
-        """A customer writes again after a human response: the next response is due."""
+        """A customer writes again after a human response: the next response is due.
+
+        Caller: the ``message.sent`` and ``ticket.comment`` handlers (a customer's message).
+        Affects: :meth:`start_clock` of the next ``next_response``; ``state.next_seq``.
+        """
         if state.responded_at is None or at < state.responded_at or state.finished_at is not None:
             return
         if state.clock(_NEXT_RESPONSE) is None and _NEXT_RESPONSE in self.metrics:
@@ -476,14 +520,21 @@ class _Run:
             state.next_seq += 1
 
     def finish(self, state: SubjectState, at: int, why: str, *, resolved: bool) -> None:
-        """The subject is done: a resolution clock is met, every other clock is moot."""
+        """The subject is done: a resolution clock is met, every other clock is moot.
+
+        Caller: the ``session.closed`` and ``ticket.status_changed`` (solved, closed) handlers.
+        Affects: :meth:`stop` of every clock; ``state.finished_at``; ``state.closed`` keeps
+        the response clocks it ended, for :meth:`respond_after_close`.
+        """
         closed = []
         for clock in state.clocks:  # a tuple: stop() replaces it, this loop keeps its own
             met = resolved and clock.metric is _RESOLUTION
-            breach_stands = clock.deadline is not None and at > clock.deadline
+            # A breach stands after the close when its deadline passed while counting.
+            deadline = clock.deadline
+            stands = clock.phase is not _PAUSED and deadline is not None and at > deadline
             self.stop(state, clock, at, met=met, why=why)
             if clock.metric in RESPONSE_METRICS:  # kept for a response sent before `at`
-                clock.breached = breach_stands and (clock.breached or clock.running)
+                clock.breached = stands
                 clock.paused_since = at
                 closed.append(clock)
         if closed:
@@ -493,134 +544,148 @@ class _Run:
 
 _PENALISED = frozenset({Kind.BREACH, Kind.RETRACTION})
 _VALUE: dict[str, str] = {m: m.value for e in (SubjectType, ClockKind, TicketStatus) for m in e}
-_CREATING = frozenset({EventType.SESSION_STARTED, EventType.TICKET_CREATED})
-
-
 # -- event handlers: one per input type ---------------------------------------------------
+# A creating handler builds the record of a new subject; an updating one changes the record
+# in place. SlaEngine.apply has chosen the policy and set up the call context for both.
 
 
-def _new_state(run: _Run, event: Event, priority: str) -> SubjectState:
-    engine = run.engine
-    name = engine._policies.for_subject(event.tenant, event.subject_type).name
-    run.use(engine._rules.get(name) or engine._load(name))
+def _no_record(event: Event) -> RejectedEvent:
+    """Why an event that cannot create a subject is refused when its subject has no record."""
+    if event.subject_type is SubjectType.CHANNEL:
+        return _not_for_engine(event)
+    noun = "session.started" if event.subject_type is SubjectType.CHAT_SESSION else "ticket.created"
+    return RejectedEvent(
+        f"{event.type} for {event.subject_id!r}, but no {noun} was seen",
+        code=Reason.UNKNOWN_SUBJECT,
+    )
+
+
+def _not_for_engine(event: Event) -> RejectedEvent:
+    return RejectedEvent(
+        f"{event.type} has no SLA clock: it feeds the availability KPI "
+        "(monitor.kpi.KpiTracker), not the engine",
+        code=Reason.NOT_FOR_ENGINE,
+    )
+
+
+def _new_state(call: _Call, event: Event, priority: str) -> SubjectState:
     at = event.occurred_at
     # Positional, in field order (subject_type, subject_id, tenant, policy, channel,
     # priority, created_at, last_event_at): keywords cost a dataclass __init__ more.
     return SubjectState(
-        event.subject_type, event.subject_id, event.tenant, name, event.channel, priority, at, at
+        event.subject_type,
+        event.subject_id,
+        event.tenant,
+        call.rules.policy.name,
+        event.channel,
+        priority,
+        at,
+        at,
     )
 
 
-def _session_started(run: _Run, event: Event, state: SubjectState | None) -> SubjectState:
-    if state is not None:
-        raise RejectedEvent(
-            f"session {event.subject_id!r} was already started", code=Reason.DUPLICATE_SUBJECT
-        )
-    state = _new_state(run, event, event.priority or "normal")
+def _session_started(call: _Call, event: Event) -> SubjectState:
+    state = _new_state(call, event, event.priority or "normal")
     state.clock_start = event.occurred_at  # 002 1.3: from the request, as the system records it
-    run.start_clock(state, _FIRST_RESPONSE, 0, event.occurred_at)
+    call.start_clock(state, _FIRST_RESPONSE, 0, event.occurred_at)
     return state
 
 
-def _message_sent(run: _Run, event: Event, state: SubjectState | None) -> SubjectState:
-    assert state is not None  # SlaEngine.apply checked it, and set run's policy from it
+def _ticket_created(call: _Call, event: Event) -> SubjectState:
+    state = _new_state(call, event, event.priority or "P4")
+    if event.designated is not False:  # 000 5.2: recorded on a designated channel
+        _start_ticket_clocks(call, state, event.occurred_at)
+    return state
+
+
+def _created_again(call: _Call, event: Event, state: SubjectState) -> None:
+    what = "session" if event.type is EventType.SESSION_STARTED else "ticket"
+    done = "started" if event.type is EventType.SESSION_STARTED else "created"
+    raise RejectedEvent(
+        f"{what} {event.subject_id!r} was already {done}", code=Reason.DUPLICATE_SUBJECT
+    )
+
+
+def _channel_status(call: _Call, event: Event, state: SubjectState) -> None:
+    """A channel whose name is also a stored ticket's id: still no SLA clock (004 3.3)."""
+    raise _not_for_engine(event)
+
+
+def _message_sent(call: _Call, event: Event, state: SubjectState) -> None:
     if event.actor is _AGENT:  # 002 2.3: bot replies and system notices never count
-        run.respond(state, event.occurred_at, "agent")
+        call.respond(state, event.occurred_at, "agent")
     elif event.actor is _CUSTOMER:
-        run.await_reply(state, event.occurred_at)
-    return state
+        call.await_reply(state, event.occurred_at)
 
 
-def _session_closed(run: _Run, event: Event, state: SubjectState | None) -> SubjectState:
-    assert state is not None  # SlaEngine.apply checked it, and set run's policy from it
+def _session_closed(call: _Call, event: Event, state: SubjectState) -> None:
     if state.finished_at is None:
         state.status = "closed"
-        run.finish(state, event.occurred_at, "closed before the deadline", resolved=False)
-    return state
+        call.finish(state, event.occurred_at, "closed before the deadline", resolved=False)
 
 
-def _ticket_created(run: _Run, event: Event, state: SubjectState | None) -> SubjectState:
-    if state is not None:
-        raise RejectedEvent(
-            f"ticket {event.subject_id!r} was already created", code=Reason.DUPLICATE_SUBJECT
-        )
-    state = _new_state(run, event, event.priority or "P4")
-    if event.designated is not False:  # 000 5.2: recorded on a designated channel
-        _start_ticket_clocks(run, state, event.occurred_at)
-    return state
-
-
-def _start_ticket_clocks(run: _Run, state: SubjectState, at: int) -> None:
+def _start_ticket_clocks(call: _Call, state: SubjectState, at: int) -> None:
     state.clock_start = at
-    run.start_clock(state, _FIRST_RESPONSE, 0, at)
-    run.start_clock(state, _RESOLUTION, 0, at)
-    if run.rules.tiers:
-        run.start_tiers(state, at)
+    call.start_clock(state, _FIRST_RESPONSE, 0, at)
+    call.start_clock(state, _RESOLUTION, 0, at)
+    if call.rules.tiers:
+        call.start_tiers(state, at)
 
 
-def _ticket_transferred(run: _Run, event: Event, state: SubjectState | None) -> SubjectState:
-    assert state is not None  # SlaEngine.apply checked it, and set run's policy from it
+def _ticket_transferred(call: _Call, event: Event, state: SubjectState) -> None:
     state.channel = event.channel
     if event.designated and state.clock_start is None and state.finished_at is None:
-        _start_ticket_clocks(run, state, event.occurred_at)  # 000 7.3: from the transfer
-    return state
+        _start_ticket_clocks(call, state, event.occurred_at)  # 000 7.3: from the transfer
 
 
-def _ticket_comment(run: _Run, event: Event, state: SubjectState | None) -> SubjectState:
-    assert state is not None  # SlaEngine.apply checked it, and set run's policy from it
+def _ticket_comment(call: _Call, event: Event, state: SubjectState) -> None:
     at = event.occurred_at
     if not event.public or state.clock_start is None:
-        return state  # 000 1.6/5.3: a response is what the customer is told
+        return  # 000 1.6/5.3: a response is what the customer is told
     if event.actor is _AGENT:
-        run.respond(state, at, "agent")
+        call.respond(state, at, "agent")
         update = state.clock(_PERIODIC_UPDATE)
         if update is not None and update.started_at <= at:
-            run.stop(state, update, at, met=True, why="agent updated in time")
+            call.stop(state, update, at, met=True, why="agent updated in time")
             update = None
         if update is None and state.finished_at is None:  # 000 9.2: the next update is due
-            run.start_clock(state, _PERIODIC_UPDATE, state.update_seq, at)
+            call.start_clock(state, _PERIODIC_UPDATE, state.update_seq, at)
             state.update_seq += 1
     elif event.actor is _CUSTOMER:
-        run.await_reply(state, at)
-    return state
+        call.await_reply(state, at)
 
 
-def _ticket_priority_changed(run: _Run, event: Event, state: SubjectState | None) -> SubjectState:
-    assert state is not None  # SlaEngine.apply checked it, and set run's policy from it
+def _ticket_priority_changed(call: _Call, event: Event, state: SubjectState) -> None:
     if event.priority == state.priority:
-        return state
+        return
     state.priority = event.priority
     for clock in state.clocks:
-        run.retarget(state, clock)
-    return state
+        call.retarget(state, clock)
 
 
-def _ticket_status_changed(run: _Run, event: Event, state: SubjectState | None) -> SubjectState:
-    assert event.status is not None
-    assert state is not None  # SlaEngine.apply checked it, and set run's policy from it
+def _ticket_status_changed(call: _Call, event: Event, state: SubjectState) -> None:
+    assert event.status is not None  # the schema requires it of this type
     at, status = event.occurred_at, event.status
     state.status = _VALUE[status]
     if status in FINISHED:
         if state.finished_at is None:
-            run.finish(state, at, f"{state.status} in time", resolved=True)
-        return state
+            call.finish(state, at, f"{state.status} in time", resolved=True)
+        return
     state.finished_at = None  # reopened; a solved ticket's resolution stays final
     for clock in state.clocks:
-        rules = run.metrics.get(clock.metric)
+        rules = call.metrics.get(clock.metric)
         if rules is not None and status in rules.pause_when:
-            run.pause(state, clock, at)
+            call.pause(state, clock, at)
         else:
-            run.resume(clock, at)
-    return state
+            call.resume(clock, at)
 
 
-def _ticket_appealed(run: _Run, event: Event, state: SubjectState | None) -> SubjectState:
+def _ticket_appealed(call: _Call, event: Event, state: SubjectState) -> None:
     """003 5.1: an appeal within the window after the result reopens the ticket; one
     outside it is rejected (dead-lettered) with the clause in the reason."""
-    assert state is not None  # SlaEngine.apply checked it, and set run's policy from it
-    appeal: AppealPolicy | None = run.rules.appeal
+    appeal: AppealPolicy | None = call.rules.appeal
     at, result = event.occurred_at, state.finished_at
-    tz = run.working_time.tz
+    tz = call.working_time.tz
     if appeal is None:
         raise RejectedEvent(
             f"appeal rejected: policy {state.policy!r} has no appeal window (003 5.1); add "
@@ -633,7 +698,7 @@ def _ticket_appealed(run: _Run, event: Event, state: SubjectState | None) -> Sub
             f"{format_rfc3339(at, tz)} ({appeal.clause}: an appeal follows the result)",
             code=Reason.APPEAL_REJECTED,
         )
-    used = run.measure(appeal.clock, result, at)
+    used = call.measure(appeal.clock, result, at)
     if used > appeal.within:
         raise RejectedEvent(
             f"appeal rejected: {format_rfc3339(at, tz)} is "
@@ -646,23 +711,23 @@ def _ticket_appealed(run: _Run, event: Event, state: SubjectState | None) -> Sub
     if appeal.reopens:  # the review: a new resolution target from the appeal
         state.finished_at = None
         state.status = "open"
-        run.start_clock(state, _RESOLUTION, state.appeals, at)
-    return state
+        call.start_clock(state, _RESOLUTION, state.appeals, at)
 
 
-def _rated(run: _Run, event: Event, state: SubjectState | None) -> SubjectState:
+def _rated(call: _Call, event: Event, state: SubjectState) -> None:
     """004 3.5 / 001 3.3: a rating changes no SLA clock; the engine only checks that the
     subject exists and remembers the event id (duplicates). monitor.kpi measures CSAT."""
-    assert state is not None  # SlaEngine.apply checked it
-    return state
 
 
-_Handler = Callable[[_Run, Event, SubjectState | None], SubjectState]
-_HANDLERS: dict[EventType, _Handler] = {
+_CREATING: dict[EventType, Callable[[_Call, Event], SubjectState]] = {
     EventType.SESSION_STARTED: _session_started,
+    EventType.TICKET_CREATED: _ticket_created,
+}
+_UPDATING: dict[EventType, Callable[[_Call, Event, SubjectState], None]] = {
+    EventType.SESSION_STARTED: _created_again,
     EventType.MESSAGE_SENT: _message_sent,
     EventType.SESSION_CLOSED: _session_closed,
-    EventType.TICKET_CREATED: _ticket_created,
+    EventType.TICKET_CREATED: _created_again,
     EventType.TICKET_COMMENT: _ticket_comment,
     EventType.TICKET_PRIORITY_CHANGED: _ticket_priority_changed,
     EventType.TICKET_STATUS_CHANGED: _ticket_status_changed,
@@ -670,4 +735,5 @@ _HANDLERS: dict[EventType, _Handler] = {
     EventType.TICKET_APPEALED: _ticket_appealed,
     EventType.SESSION_RATED: _rated,
     EventType.TICKET_RATED: _rated,
+    EventType.CHANNEL_STATUS: _channel_status,
 }

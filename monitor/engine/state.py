@@ -6,20 +6,45 @@ the changelog; in replay it sits in a dict. The record is self-contained: :attr:
 derived from it alone, which is what lets the deadline index be rebuilt from the table.
 
 Only :class:`monitor.engine.engine.SlaEngine` mutates these records.
+
+The phases of an SLA clock (:attr:`SlaClock.phase`), and the engine's transitions between
+them (methods of ``_Call`` in :mod:`monitor.engine.engine`, facts emitted in brackets):
+
+    * a target starts (RUNNING), or PAUSED when the ticket's status pauses it
+      (``start_clock``, ``start_tiers``);
+    * a warning share passes: RUNNING stays RUNNING [warning] (``fire_due``);
+    * the deadline passes: RUNNING -> BREACHED [breach; escalation for a tier]
+      (``fire_due``);
+    * the status pauses it: RUNNING -> PAUSED; BREACHED -> PAUSED when the pause came
+      before the deadline that fired [retraction], else it stays BREACHED (``pause``);
+    * the status no longer pauses it: PAUSED -> RUNNING (``resume``);
+    * the priority changes the target: RUNNING stays, with a new deadline; PAUSED stays
+      (the new target counts on from the resume); BREACHED -> RUNNING when the new deadline
+      has not passed [retraction], else it stays BREACHED (``retarget``);
+    * the response, or the subject's end (``stop``, the clock leaves the record):
+      -> MET by the deadline [met; a breach retracted first], or -> STOPPED otherwise:
+      finished in time [nothing; a breach retracted] or answered late [breach, unless one
+      was emitted already]. A response clock the subject's end stopped stays in
+      ``state.closed`` until a response sent before the end arrives after it
+      (``respond_after_close``): -> MET [met; a breach that stood retracted first].
+
+A clock in a stored record is RUNNING, PAUSED or BREACHED; ``stop`` returns MET or STOPPED.
+The phase is derived from the stored fields (``paused_since``, ``breached``), so the byte
+layout carries no phase of its own.
 """
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
 import orjson
 
 from monitor.errors import StateError
-from monitor.events import SubjectType
 from monitor.policy.model import ClockKind
-from monitor.sla_event import AnyMetric, EscalationMetric, Metric, Period
+from monitor.vocabulary import AnyMetric, EscalationMetric, Metric, Period, SubjectType
 
 _FORMAT = 1  # bump on an incompatible change of the byte layout
 _METRICS: tuple[AnyMetric, ...] = (*Metric, *EscalationMetric)  # stored by index: append only
@@ -39,6 +64,19 @@ def event_digest(event_id: str) -> int:
 # (a fifth of the call). Never updated itself, only copied.
 _BLAKE2B_8 = hashlib.blake2b(digest_size=8)
 _from_bytes = int.from_bytes
+
+
+class ClockPhase(Enum):
+    """Where an SLA clock is in its life; the module docstring lists the transitions."""
+
+    RUNNING = "running"  # counting towards its next warning or its deadline
+    PAUSED = "paused"  # stopped counting while the ticket waits (pause_when)
+    BREACHED = "breached"  # its deadline passed and the breach stands (not retracted)
+    MET = "met"  # ended by a response in time (no longer in the record)
+    STOPPED = "stopped"  # ended otherwise: the subject finished, or a late response
+
+
+_RUNNING, _PAUSED, _BREACHED = ClockPhase.RUNNING, ClockPhase.PAUSED, ClockPhase.BREACHED
 
 
 @dataclass(slots=True)
@@ -68,16 +106,12 @@ class SlaClock:
     breached: bool = False  # a breach was emitted and not (yet) retracted
 
     @property
-    def running(self) -> bool:
-        return self.paused_since is None
-
-    @property
-    def next_due(self) -> int | None:
-        if self.breached or not self.running:
-            return None
-        if self.warn_at is not None and (self.deadline is None or self.warn_at < self.deadline):
-            return self.warn_at
-        return self.deadline
+    def phase(self) -> ClockPhase:
+        """RUNNING, PAUSED or BREACHED (a paused clock is never breached: ``pause``
+        retracts a breach or does not pause)."""
+        if self.paused_since is not None:
+            return _PAUSED
+        return _BREACHED if self.breached else _RUNNING
 
     def to_list(self) -> list[object]:
         return [
@@ -154,11 +188,14 @@ class SubjectState:
 
     @property
     def next_due(self) -> int | None:
-        """The earliest instant at which a timer of this subject fires, if any."""
-        # SlaClock.next_due inlined: replay asks this after every event.
+        """The earliest instant at which a timer of this subject fires, if any: the earlier of
+        the next warning and the deadline of each RUNNING clock."""
         best = None
         for c in self.clocks:
-            if c.breached or c.paused_since is not None:
+            # c.phase is not RUNNING, spelled out: replay asks this after every event, and the
+            # property call made it half as slow again (timeit, a new ticket's two clocks:
+            # 270 ns -> 410 ns, about 1 % of an event's time in replay).
+            if c.paused_since is not None or c.breached:
                 continue
             due, deadline = c.warn_at, c.deadline
             if due is None or (deadline is not None and deadline <= due):

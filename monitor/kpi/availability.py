@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from datetime import tzinfo
 
 from monitor.errors import RejectedEvent
-from monitor.events import ChannelStatus
 from monitor.kpi.months import split_by_month
 from monitor.timeutil import format_rfc3339
+from monitor.vocabulary import ChannelStatus
 
 ServiceTime = Callable[[int, int], int]
 """Service time in ``[start, end)``, microseconds: ``WorkingTime.between`` or wall time."""

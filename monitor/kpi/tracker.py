@@ -18,12 +18,13 @@ from datetime import tzinfo
 from typing import TYPE_CHECKING, Any
 
 from monitor.errors import RejectedEvent
-from monitor.events import Actor, Event, EventType, SubjectType, TicketStatus
+from monitor.events import Event
 from monitor.kpi.availability import AvailabilityLedger, ServiceTime, wall_time
 from monitor.kpi.months import month_of, quarter_of
 from monitor.kpi.quality import Counts, QualityLedger
 from monitor.policy.model import KpiPolicy, Policy, PolicySet
 from monitor.timeutil import MICROS_PER_SECOND
+from monitor.vocabulary import Actor, EventType, SubjectType, TicketStatus
 
 if TYPE_CHECKING:  # prometheus_client only when the caller builds metrics
     from monitor.kpi.metrics import KpiMetrics

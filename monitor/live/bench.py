@@ -182,20 +182,25 @@ async def _bench(overrides: dict[str, Any], work: Path, plan: Plan) -> int:
 
     ceiling_settings = settings.replace(metrics_port=free_port())
     ceiling_log = work / "ceiling.log"
-    with _subprocess(ceiling_settings, ceiling_log, CEILING) as (metrics_url, _):
-        ceiling = await _worker_rate(metrics_url, n, ceiling_log)
-    print(f"bare Faust agent:        {ceiling:,.0f} events/s  (counts each event: the ceiling)")
+    with _subprocess(ceiling_settings, ceiling_log, CEILING) as (metrics_url, pid):
+        ceiling = await _drain(metrics_url, pid, n, ceiling_log)
+    print(
+        f"bare Faust agent:        {ceiling.rate:,.0f} events/s, {ceiling.cpu_us:,.0f} µs CPU "
+        "per event  (counts each event: the ceiling)"
+    )
 
     log_path = work / "worker.log"
-    with _subprocess(settings, log_path, WORKER) as (metrics_url, _):
-        rate = await _worker_rate(metrics_url, n, log_path)
+    with _subprocess(settings, log_path, WORKER) as (metrics_url, pid):
+        worker = await _drain(metrics_url, pid, n, log_path)
+        rate = worker.rate
         batches = _total(metrics_url, "sla_batch_records_count")
         records = _total(metrics_url, "sla_batch_records_sum")
         print(f"worker batches:          {records / max(batches, 1):.1f} records per batch")
         print(
-            f"live worker ({store}):  {rate:,.0f} events/s on the backlog, "
-            f"{rate / ceiling:.2f}x the bare Faust agent (target >= 0.7x), "
-            f"{rate / bare:.3f}x the bare consumer"
+            f"live worker ({store}):  {rate:,.0f} events/s, {worker.cpu_us:,.0f} µs CPU per "
+            f"event on the backlog: {rate / ceiling.rate:.2f}x the bare Faust agent's rate, "
+            f"{ceiling.cpu_us / worker.cpu_us:.2f}x by CPU per event (target >= 0.7x), "
+            f"{rate / bare:.3f}x the bare consumer's rate"
         )
         # The backlog's own deadlines (a day in the past) all fire now that the worker is
         # caught up; time the new sessions once that burst is over.
@@ -376,22 +381,42 @@ async def _wait_quiet(url: str, name: str, quiet: float, timeout: float) -> None
         await asyncio.sleep(0.2)
 
 
-async def _worker_rate(url: str, expected: int, log_path: Path) -> float:
-    """Events/s of the worker's input counter, from its first event to the ``expected``-th."""
+@dataclass(frozen=True)
+class Drain:
+    """How a process drained the backlog: events/s of wall time, and CPU time per event.
+
+    CPU per event is the figure to compare on a shared machine: other jobs on the two cores
+    stretch the wall time of a run but hardly change how much CPU the process itself spends
+    per event (seen: the ceiling's events/s moved 2x between runs on a busy day)."""
+
+    rate: float  # events/s, from the first counted event to the last
+    cpu_us: float  # CPU microseconds (user + system, all threads) per event, same interval
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` so far (Linux ``/proc/PID/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _drain(url: str, pid: int, expected: int, log_path: Path) -> Drain:
+    """The worker's (or the ceiling's) input counter from its first event to the
+    ``expected``-th: its events/s, and its CPU time per event."""
     deadline = time.monotonic() + 120 + expected / 500
-    first: tuple[float, float] | None = None
+    first: tuple[float, float, float] | None = None
     while time.monotonic() < deadline:
         count = _input_count(url)
-        now = time.perf_counter()
+        now, cpu = time.perf_counter(), _cpu_seconds(pid)
         if count:
             if first is None:
-                first = (now, count)
+                first = (now, count, cpu)
             if count >= expected:
-                if count - first[1] < expected / 2:
+                done = count - first[1]
+                if done < expected / 2:
                     raise RuntimeError(
                         "the backlog was done before it could be timed: use more --hours/--scale"
                     )
-                return (count - first[1]) / max(now - first[0], 1e-9)
+                return Drain(done / max(now - first[0], 1e-9), (cpu - first[2]) / done * 1e6)
         # Not faster: rendering /metrics costs the worker tens of milliseconds of its CPU
         # (10 % of it at two scrapes a second, by py-spy).
         await asyncio.sleep(2.0)

@@ -38,6 +38,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Hashable, Iterable
+from dataclasses import dataclass
+from enum import StrEnum
 from typing import Generic, TypeVar
 
 from monitor.timeutil import Micros
@@ -50,59 +52,81 @@ def wall_clock() -> Micros:
     return Micros(time.time_ns() // 1000)
 
 
+class ClockMode(StrEnum):
+    """Which rule a partition's last :meth:`PartitionClocks.now` followed (the ``mode`` label
+    of ``sla_clock_mode``: a str, as :meth:`monitor.metrics.SlaMetrics.set_clock_mode` takes)."""
+
+    WALL = "wall"  # caught up: the wall clock (or event time, when ahead of it)
+    EVENT = "event"  # behind: event time, the newest occurred_at less the grace
+
+
+@dataclass(slots=True)
+class LaneClock:
+    """One partition's clock. ``None`` is "nothing proven yet": no event read
+    (``event_time``), or no instant handed out (``now``)."""
+
+    event_time: int | None = None  # the newest occurred_at seen
+    now: int | None = None  # the last value handed out; never moves backwards
+    mode: ClockMode = ClockMode.EVENT
+
+
 class PartitionClocks(Generic[K]):
     """One monotonic hybrid clock per partition (any hashable key: the worker uses TPs)."""
 
     def __init__(self, grace: Micros, wall: Callable[[], Micros] = wall_clock) -> None:
         self.grace = grace
         self.wall = wall
-        self._event_time: dict[K, int] = {}  # newest occurred_at seen, per partition
-        self._now: dict[K, int] = {}  # the last value handed out, per partition
-        self._mode: dict[K, str] = {}
+        self._lanes: dict[K, LaneClock] = {}
+
+    def _lane(self, partition: K) -> LaneClock:
+        lane = self._lanes.get(partition)
+        if lane is None:
+            lane = self._lanes[partition] = LaneClock()
+        return lane
 
     def observe(self, partition: K, occurred_at: int) -> None:
         """Records an event's time (called for every valid event, in stream order)."""
-        if occurred_at > self._event_time.get(partition, occurred_at - 1):
-            self._event_time[partition] = occurred_at
+        lane = self._lane(partition)
+        if lane.event_time is None or occurred_at > lane.event_time:
+            lane.event_time = occurred_at
 
-    def now(self, partition: K, *, caught_up: bool) -> Micros:
+    def now(self, partition: K, *, caught_up: bool) -> Micros | None:
         """The partition's current instant (never less than the last one returned).
-        ``caught_up``: its consumer lag is zero (see the module doc for lag of live records)."""
-        candidates = [self._now.get(partition)]
-        event_time = self._event_time.get(partition)
-        if event_time is not None:
-            candidates.append(event_time - self.grace)
+        ``caught_up``: its consumer lag is zero (see the module doc for lag of live records).
+
+        None while nothing proves time has moved (behind, and no event read yet: a fresh
+        restart); the caller skips its timers then."""
+        lane = self._lane(partition)
+        event_time, value = lane.event_time, lane.now
         wall = self.wall()
-        if not caught_up and event_time is not None and event_time >= wall - self.grace:
-            caught_up = True  # only live records in flight: not a backlog
-        if caught_up:
-            candidates.append(wall)
-        known = [c for c in candidates if c is not None]
-        if not known:
-            # Behind, and no event read yet (a fresh restart): time cannot be proved to have
-            # moved at all. Hand out nothing newer than... nothing: the caller skips timers.
-            self._mode[partition] = "event"
-            return Micros(0)
-        value = max(known)
-        self._now[partition] = value
-        self._mode[partition] = "wall" if caught_up else "event"
+        if event_time is not None:
+            if not caught_up and event_time >= wall - self.grace:
+                caught_up = True  # only live records in flight: not a backlog
+            proved = event_time - self.grace
+            if value is None or proved > value:
+                value = proved
+        if caught_up and (value is None or wall > value):
+            value = wall
+        lane.mode = ClockMode.WALL if caught_up else ClockMode.EVENT
+        if value is None:
+            return None
+        lane.now = value
         return Micros(value)
 
     def peek(self, partition: K) -> Micros | None:
-        """The last value :meth:`now` returned for ``partition`` (None: never asked)."""
-        value = self._now.get(partition)
-        return None if value is None else Micros(value)
+        """The last value :meth:`now` returned for ``partition`` (None: nothing yet)."""
+        lane = self._lanes.get(partition)
+        return None if lane is None or lane.now is None else Micros(lane.now)
 
-    def mode(self, partition: K) -> str:
-        """``"wall"`` or ``"event"``: which rule the last :meth:`now` followed."""
-        return self._mode.get(partition, "event")
+    def mode(self, partition: K) -> ClockMode:
+        """Which rule the last :meth:`now` followed (EVENT before any)."""
+        lane = self._lanes.get(partition)
+        return ClockMode.EVENT if lane is None else lane.mode
 
     def forget(self, partitions: Iterable[K]) -> None:
         """Drops revoked partitions: a new owner starts from its own reading of them."""
         for p in partitions:
-            self._event_time.pop(p, None)
-            self._now.pop(p, None)
-            self._mode.pop(p, None)
+            self._lanes.pop(p, None)
 
     def partitions(self) -> set[K]:
-        return set(self._now) | set(self._event_time)
+        return set(self._lanes)

@@ -80,6 +80,11 @@ class Settings:
     # unaffected.
     escalation_stage: bool = False
     batch_max: int = 1000  # records handled, published and stored together (fewer when idle)
+    # Longest a batch waits for more records when none is waiting (seconds; 0 = never wait).
+    # Faust hands the agent one record per event-loop turn, so without a wait a backlog is
+    # handled in batches of 1-4 records and every record pays a table write and a produce
+    # request of its own (BENCHMARKS.md, issue 7). Bounded by tick_interval in the delay it adds.
+    batch_linger: float = 0.02
     batches_in_flight: int = 32  # handled batches waiting for their deliveries
     producer_linger: float = 0.005  # seconds a produce request waits to gather more records
 
@@ -120,6 +125,8 @@ class Settings:
             )
         if self.batch_max < 1 or self.batches_in_flight < 1:
             raise ConfigError("batch_max and batches_in_flight must be at least 1")
+        if not 0 <= self.batch_linger <= 1:
+            raise ConfigError(f"batch_linger must be 0 to 1 second, not {self.batch_linger}")
         if self.partitions < 1 or self.replication_factor < 1:
             raise ConfigError("partitions and replication_factor must be at least 1")
         if not self.store.startswith(("rocksdb://", "memory://")):

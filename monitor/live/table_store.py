@@ -1,8 +1,8 @@
 """The worker's table of subject records, seen through Faust's stores (RocksDB and memory).
 
 Who calls what: :class:`monitor.live.app.SlaWorker` reads records with :meth:`SubjectTable.get`
-while it handles a batch, writes each changed record once at the end of the batch with
-:meth:`SubjectTable.write`, and after a rebalance lists the records of its partitions with
+while it handles a batch, stores each changed record once at the end of the batch with
+:meth:`SubjectTable.store`, and after a rebalance lists the records of its partitions with
 :meth:`SubjectTable.items` (to rebuild the deadline index) and drops revoked keys from memory
 with :meth:`SubjectTable.forget_unassigned`.
 
@@ -19,6 +19,16 @@ know about, and each piece was needed for a reason seen in this project:
   Faust's own ``take()`` has no such step, which is why it refuses table writes unless the
   table uses the partitioner (that would put records on the changelog partition of a hash of
   the table key, not of the input partition, and break recovery after a rebalance).
+* **Writing without Faust's per-record layers.** ``table[key] = value`` sends each record to
+  the changelog through Faust's ``Topic.send_soon``, its producer buffer (a queue drained by a
+  task, one ``send`` at a time) and a per-record callback that stores the changelog offset:
+  in ``bench --live --kafka`` that path was an eighth of the worker's CPU (py-spy, issue 7).
+  :meth:`store` does the same three things directly: the local store (RocksDB or memory), one
+  ``producer.send`` per record to the key's changelog partition, then one wait for the
+  broker and the changelog offset recorded in RocksDB per partition and batch (what Faust's
+  ``Table._on_changelog_sent`` does per record, so that a restart recovers only what came
+  after it). The worker acknowledges a batch's input only after that wait, so a record is in
+  the changelog before its input can be committed, whatever Faust's commit flushes.
 * **Listing a partition's records.** RocksDB keeps one database per partition (``_dbs``); the
   memory store keeps one dict and remembers the partition only for keys it *recovered*
   (``_key_partition``). Keys written live are remembered here.
@@ -26,11 +36,13 @@ know about, and each piece was needed for a reason seen in this project:
 
 from __future__ import annotations
 
+import asyncio
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from faust.streams import _current_event
+from faust.types import TP
 
 
 class SubjectTable:
@@ -38,6 +50,7 @@ class SubjectTable:
 
     def __init__(self, table: Any) -> None:
         self.table = table
+        self.changelog: str = table.changelog_topic.get_topic_name()
         # The memory store does not remember which partition a live-written key belongs to.
         self._key_partition: dict[bytes, int] = {}
 
@@ -51,20 +64,38 @@ class SubjectTable:
             _current_event.reset(token)
         return value
 
-    def write(self, key: bytes, value: bytes | None, event: Any) -> None:
-        """Stores ``value`` (``None`` deletes) as if ``event`` were being handled: its
-        partition decides the changelog partition and the RocksDB database."""
-        token = _current_event.set(weakref.ref(event))
-        try:
-            if value is None:
-                if key in self.table:
-                    del self.table[key]
-                self._key_partition.pop(key, None)
-            else:
-                self.table[key] = value
-                self._key_partition[key] = event.message.partition
-        finally:
-            _current_event.reset(token)
+    async def store(self, writes: Iterable[tuple[bytes, bytes | None, Any]], producer: Any) -> None:
+        """Stores each ``(key, value, event)`` (``None`` deletes) in the local store as if
+        ``event`` were being handled (its partition picks the RocksDB database and the changelog
+        partition) and sends it to the changelog; returns once the broker has them all.
+
+        Affects: the local store, the changelog, and the changelog offset RocksDB records."""
+        data: Any = self.table.data
+        topic = self.changelog
+        last: dict[int, Any] = {}
+        for key, value, event in writes:
+            partition: int = event.message.partition
+            token = _current_event.set(weakref.ref(event))
+            try:
+                if value is None:
+                    self._key_partition.pop(key, None)
+                    if key not in data:
+                        continue  # never stored: no tombstone to write
+                    del data[key]
+                else:
+                    data[key] = value
+                    self._key_partition[key] = partition
+            finally:
+                _current_event.reset(token)
+            last[partition] = await producer.send(topic, key, value, partition, None, None)
+        if not last:
+            return
+        # A partition's records complete in order, so its last one stands for all of them.
+        done = await asyncio.gather(*last.values())
+        for partition, metadata in zip(last, done, strict=True):
+            # What Faust's Table._on_changelog_sent does: recovery after a restart reads the
+            # changelog from here on (the memory store ignores it).
+            data.set_persisted_offset(TP(topic, partition), metadata.offset)
 
     def items(self, partitions: set[int]) -> Iterator[tuple[bytes, bytes, int]]:
         """``(key, record, partition)`` of the records on ``partitions``."""

@@ -23,7 +23,6 @@ from monitor.accounting.rules import parse_accounting
 from monitor.bundled import policies_dir
 from monitor.calendar import WorkingTime, make_day_calendar
 from monitor.errors import ConfigError, PolicyError
-from monitor.events import SubjectType, TicketStatus
 from monitor.policy.durations import parse_duration
 from monitor.policy.model import (
     AppealPolicy,
@@ -37,8 +36,16 @@ from monitor.policy.model import (
     Selector,
     TargetRule,
 )
-from monitor.sla_event import AnyMetric, EscalationMetric, Metric, Penalty, Period
 from monitor.timeutil import MICROS_PER_SECOND, Micros
+from monitor.vocabulary import (
+    AnyMetric,
+    EscalationMetric,
+    Metric,
+    Penalty,
+    Period,
+    SubjectType,
+    TicketStatus,
+)
 
 POLICY_SCHEMA = "policy.schema.json"
 """The policy file's schema, relative to the schema directory in effect (:mod:`monitor.schemas`:

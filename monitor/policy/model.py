@@ -16,9 +16,8 @@ from zoneinfo import ZoneInfo
 from monitor.accounting.rules import AccountingRules
 from monitor.calendar import WorkingTime
 from monitor.errors import Reason, RejectedEvent
-from monitor.events import SubjectType, TicketStatus
-from monitor.sla_event import AnyMetric, Penalty, Period
 from monitor.timeutil import Micros
+from monitor.vocabulary import AnyMetric, Penalty, Period, SubjectType, TicketStatus
 
 
 class ClockKind(StrEnum):
