@@ -481,8 +481,31 @@ class _Call:
         for clock in state.clocks:  # a tuple: stop() replaces it, this loop keeps its own
             if clock.metric in RESPONSE_METRICS and clock.started_at <= at:
                 self.stop(state, clock, at, met=True, why=f"{who} responded in time")
+        if state.closed:
+            self.respond_after_close(state, at, who)
         if state.responded_at is None or at < state.responded_at:
             state.responded_at = at
+
+    def respond_after_close(self, state: SubjectState, at: int, who: str) -> None:
+        """A response that happened before the close ended its clock, arriving after the
+        close (a retried send): the target was met after all, and a breach the close let
+        stand is retracted. A response after the close answers nothing.
+
+        Caller: :meth:`respond`, when the close kept clocks. Affects: ``state.closed``.
+        """
+        kept: list[SlaClock] = []
+        for clock in state.closed:
+            closed_at = clock.paused_since
+            if closed_at is None or not clock.started_at <= at <= closed_at:
+                kept.append(clock)
+                continue
+            if clock.breached:
+                if clock.deadline is None or at > clock.deadline:
+                    continue  # late as well: the breach stands
+                self.emit(_RETRACTION, state, clock, reason=f"{who} responded in time",
+                          responded_at=at)  # fmt: skip
+            self.emit(_MET, state, clock, responded_at=at)
+        state.closed = tuple(kept)
 
     def await_reply(self, state: SubjectState, at: int) -> None:
         """A customer writes again after a human response: the next response is due.
@@ -500,11 +523,22 @@ class _Call:
         """The subject is done: a resolution clock is met, every other clock is moot.
 
         Caller: the ``session.closed`` and ``ticket.status_changed`` (solved, closed) handlers.
-        Affects: :meth:`stop` of every clock; ``state.finished_at``.
+        Affects: :meth:`stop` of every clock; ``state.finished_at``; ``state.closed`` keeps
+        the response clocks it ended, for :meth:`respond_after_close`.
         """
+        closed = []
         for clock in state.clocks:  # a tuple: stop() replaces it, this loop keeps its own
             met = resolved and clock.metric is _RESOLUTION
+            # A breach stands after the close when its deadline passed while counting.
+            deadline = clock.deadline
+            stands = clock.phase is not _PAUSED and deadline is not None and at > deadline
             self.stop(state, clock, at, met=met, why=why)
+            if clock.metric in RESPONSE_METRICS:  # kept for a response sent before `at`
+                clock.breached = stands
+                clock.paused_since = at
+                closed.append(clock)
+        if closed:
+            state.closed += tuple(closed)
         state.finished_at = at
 
 

@@ -24,7 +24,9 @@ them (methods of ``_Call`` in :mod:`monitor.engine.engine`, facts emitted in bra
     * the response, or the subject's end (``stop``, the clock leaves the record):
       -> MET by the deadline [met; a breach retracted first], or -> STOPPED otherwise:
       finished in time [nothing; a breach retracted] or answered late [breach, unless one
-      was emitted already].
+      was emitted already]. A response clock the subject's end stopped stays in
+      ``state.closed`` until a response sent before the end arrives after it
+      (``respond_after_close``): -> MET [met; a breach that stood retracted first].
 
 A clock in a stored record is RUNNING, PAUSED or BREACHED; ``stop`` returns MET or STOPPED.
 The phase is derived from the stored fields (``paused_since``, ``breached``), so the byte
@@ -173,6 +175,12 @@ class SubjectState:
     # most are finished, with no clock. They all share the empty tuple, where an empty list
     # each was one more object per subject for the cyclic garbage collector to walk.
     clocks: tuple[SlaClock, ...] = ()
+    # Response clocks the close (or solve) ended with no response seen, kept so that a
+    # response that happened before the close but arrives after it (a producer retry) is
+    # still judged: met, or a standing breach retracted. In here, `paused_since` holds the
+    # instant the close ended the clock and `breached` whether a breach stands. Only
+    # SlaEngine.respond reads them; nothing fires from them.
+    closed: tuple[SlaClock, ...] = ()
 
     @property
     def key(self) -> str:
@@ -228,7 +236,10 @@ class SubjectState:
                 self.update_seq,
                 self.seen,
                 [c.to_list() for c in self.clocks],
-                *((self.appeals,) if self.appeals else ()),
+                # Optional trailing items, written only when needed: other records keep
+                # their layout, and older records read as no appeals and no closed clocks.
+                *((self.appeals,) if self.appeals or self.closed else ()),
+                *(([c.to_list() for c in self.closed],) if self.closed else ()),
             ]
         )
 
@@ -243,10 +254,10 @@ class SubjectState:
             raise StateError(_key_text(key), None, _FORMAT) from None
         if found != _FORMAT:
             raise StateError(_key_text(key), found, _FORMAT)
-        # An 18th item, the appeal count (003 5.1), is written only when non-zero: records
-        # of every other subject keep their layout, and older records read as no appeals.
+        # An 18th item, the appeal count (003 5.1), is written only when non-zero or a 19th
+        # follows: the closed response clocks, written only when there are some.
         (_, st, sid, tenant, policy, channel, priority, created, last, start, status, finished,
-         responded, next_seq, update_seq, seen, clocks, *appeals) = raw  # fmt: skip
+         responded, next_seq, update_seq, seen, clocks, *rest) = raw  # fmt: skip
         return cls(
             subject_type=SubjectType(st),
             subject_id=sid,
@@ -264,7 +275,8 @@ class SubjectState:
             update_seq=update_seq,
             seen=seen,
             clocks=tuple(SlaClock.from_list(c) for c in clocks),
-            appeals=appeals[0] if appeals else 0,
+            appeals=rest[0] if rest else 0,
+            closed=tuple(SlaClock.from_list(c) for c in rest[1]) if len(rest) > 1 else (),
         )
 
 

@@ -101,6 +101,10 @@ class QualityLedger:
     def session_started(self, session: str, tenant: str, channel: str | None) -> None:
         self.sessions.setdefault(session, (tenant, channel))
 
+    def forget(self, subject: str, *, ticket: bool) -> None:
+        """Drops one subject's record (its counts stay): see :meth:`KpiTracker.forget`."""
+        (self.tickets if ticket else self.sessions).pop(subject, None)
+
     def rated(self, tenant: str, channel: str | None, month: str, score: int) -> None:
         counts = self._at((tenant, channel, month))
         counts.ratings += 1
