@@ -485,6 +485,9 @@ class SlaWorker:
         batch.facts += [(fact, True) for fact in step.events]
         if self.engine.is_expired(state, now):
             pending.state = None
+            # Retention deletes the record; the KPI tracker lets go of the subject too (else a
+            # long run keeps every subject it saw: tests/live/test_soak.py).
+            self.kpis.forget(state.subject_type, state.subject_id)
 
     def _lane(self, key: bytes, partition: int) -> TP:
         """The input partition a subject's events arrive on: its topic (from the key's subject
