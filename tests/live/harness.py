@@ -25,10 +25,12 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from monitor.live.broker import Broker, stop_process
 from monitor.live.config import Settings
-from monitor.live.records import input_record
+from monitor.live.records import input_record, produce
 from monitor.live.topics import ensure_topics
 from monitor.sla_event import Kind
 from monitor.traffic import generate
+
+__all__ = ["produce"]  # re-exported (monitor.live.records): the live tests import it from here
 
 POLICIES = str(Path(__file__).parent / "policies")
 ROOT = Path(__file__).resolve().parents[2]
