@@ -12,8 +12,8 @@ Printed: one line per sample (seconds, RSS MiB, open timers, lag), for the READM
 
 Versions:
 
-* CI: 120 s on the embedded broker (Tansu). The issue asks for 3 minutes; 2 keep the live
-  suite within its budget and already give a minute of samples after retention kicks in.
+* CI: 180 s on the embedded broker (Tansu), as issue 10 asks: two minutes of samples after
+  retention kicks in.
 * long: ``SLA_SOAK_SECONDS=1800 SLA_SOAK_BROKER=kafka`` (Apache Kafka; ``tansu`` is the
   default), optionally ``SLA_SOAK_STORE=rocksdb://`` (default ``memory://``, where every
   record the worker keeps is in its RSS) and ``SLA_SOAK_RATE``.
@@ -41,7 +41,7 @@ from tests.live.probes import free_port, rss_kib, scrape, total
 
 pytestmark = pytest.mark.broker
 
-SECONDS = float(os.environ.get("SLA_SOAK_SECONDS", "120"))
+SECONDS = float(os.environ.get("SLA_SOAK_SECONDS", "180"))
 RATE = float(os.environ.get("SLA_SOAK_RATE", "10"))
 STORE = os.environ.get("SLA_SOAK_STORE", "memory://")
 SAMPLE_EVERY = 5.0
