@@ -28,8 +28,6 @@ import asyncio
 import itertools
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 import urllib.request
@@ -48,6 +46,7 @@ from monitor import traffic
 from monitor.live.broker import EmbeddedBroker, free_port, stop_process
 from monitor.live.config import Settings
 from monitor.live.kafka import KafkaBroker
+from monitor.live.process import WORKER_ARGS, settings_env, spawn
 from monitor.live.records import Record, input_record, produce
 from monitor.live.topics import ensure_topics
 from monitor.policy.loader import BUNDLED_POLICIES
@@ -336,7 +335,7 @@ async def _bare_consumer(settings: Settings, expected: int) -> float:
         await consumer.stop()
 
 
-WORKER = ["-c", "from monitor.cli import main; raise SystemExit(main())", "worker"]
+WORKER = list(WORKER_ARGS)
 CEILING = ["-m", "monitor.live.ceiling"]
 
 
@@ -344,12 +343,7 @@ CEILING = ["-m", "monitor.live.ceiling"]
 def _subprocess(settings: Settings, log_path: Path, args: list[str]) -> Iterator[tuple[str, int]]:
     """``python ARGS`` (the worker, or the ceiling) as a subprocess with ``settings`` as its
     ``SLA_*`` environment; yields its metrics URL and pid; SIGTERM at the end."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SLA_")}
-    env.update(settings.to_env())
-    with log_path.open("ab") as log:
-        proc = subprocess.Popen(
-            [sys.executable, *args], env=env, stdout=log, stderr=subprocess.STDOUT
-        )
+    proc = spawn(args, settings_env(settings), log_path)
     try:
         yield f"http://127.0.0.1:{settings.metrics_port}/metrics", proc.pid
     finally:

@@ -12,7 +12,6 @@ import itertools
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from monitor.live.broker import Broker, stop_process
 from monitor.live.config import Settings
+from monitor.live.process import WORKER_ARGS, settings_env, spawn
 from monitor.live.records import input_record, produce
 from monitor.live.topics import ensure_topics
 from monitor.sla_event import Kind
@@ -82,10 +82,7 @@ class LiveSetup:
         )
 
     def env(self, data_dir: Path) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SLA_")}
-        env.update(self.settings.replace(data_dir=str(data_dir)).to_env())
-        env["PYTHONUNBUFFERED"] = "1"
-        return env
+        return settings_env(self.settings.replace(data_dir=str(data_dir)))
 
     async def create_topics(self) -> None:
         await ensure_topics(self.settings)
@@ -108,12 +105,7 @@ class WorkerProcess:
 
     def start(self) -> None:
         self._log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [*self.prefix, sys.executable, "-c",
-                 "from monitor.cli import main; raise SystemExit(main())", "worker"],
-                env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
-            )  # fmt: skip
+        self.proc = spawn(WORKER_ARGS, self.env, self.log_path, prefix=self.prefix, cwd=ROOT)
 
     def log(self) -> str:
         try:
