@@ -27,6 +27,8 @@ import contextlib
 import os
 import re
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -35,7 +37,7 @@ from aiokafka.structs import TopicPartition
 
 from monitor.live.broker import Broker
 from monitor.live.config import Settings
-from tests.live.harness import LiveSetup, TopicReader, WorkerProcess
+from tests.live.harness import LiveSetup, TopicReader, WorkerProcess, chat, iso, opened, produce
 from tests.live.load import Audit, PacedDay, Pacer, fact_topics, holes, wait_for_oracle
 
 pytestmark = pytest.mark.broker
@@ -101,8 +103,7 @@ def split(workers: list[WorkerProcess], partitions: int) -> bool:
     )
 
 
-async def until(condition: object, timeout: float, what: str) -> None:
-    assert callable(condition)
+async def until(condition: Callable[[], bool], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
@@ -225,3 +226,31 @@ async def test_a_zombie_worker_thawed_after_the_session_timeout(
         await pacer.cancel()
         for worker in w.values():
             worker.stop()
+
+
+def is_committed(watch: OffsetWatch, tp: TopicPartition, offset: int) -> bool:
+    return watch.last.get(tp) == offset
+
+
+async def test_the_offset_watch_sees_a_commit_going_back(broker: Broker, tmp_path: Path) -> None:
+    """The watch the two tests above rely on: a group's commit moved backwards (what a zombie
+    committing over the new owner's work does) is recorded."""
+    setup = LiveSetup(broker, tmp_path, partitions=1)
+    s = setup.settings
+    await setup.create_topics()
+    await produce(s, [chat(setup, e) for e in opened("S-watch", iso())] * 5)
+    tp = TopicPartition(s.topic_chat, 0)
+    committer = AIOKafkaConsumer(
+        bootstrap_servers=s.bootstrap_servers, group_id=s.app_id, enable_auto_commit=False,
+        **s.aiokafka_security(),
+    )  # fmt: skip
+    await committer.start()
+    try:
+        committer.assign([tp])
+        with OffsetWatch(s) as watch:
+            for offset in (8, 10, 4):  # forwards, forwards, then back over work done
+                await committer.commit({tp: offset})
+                await until(partial(is_committed, watch, tp, offset), 30, f"offset {offset}")
+        assert watch.backwards == [(tp, 10, 4)]
+    finally:
+        await committer.stop()
