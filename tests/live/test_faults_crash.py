@@ -135,14 +135,15 @@ class Chaos:
 
     async def run(self, kills: int) -> None:
         """At least ``kills`` kills: one during recovery on each store and one during a
-        rebalance (two kills), the rest drawn at random; in random order, at random moments."""
+        rebalance (two kills), in random order, then the rest drawn at random; each after a
+        random pause."""
         must: list[tuple[str, str | None]] = [("recovery", "a"), ("recovery", "b")]
         must.append(("rebalance", None))
+        self.rng.shuffle(must)  # first, while the day is still flowing in
         kinds = ["load", "load", "recovery", "rebalance"]
         plan = must + [(self.rng.choice(kinds), None) for _ in range(max(0, kills - 4))]
-        self.rng.shuffle(plan)
         while plan or len(self.kills) < kills:
-            kind, label = plan.pop() if plan else ("load", None)
+            kind, label = plan.pop(0) if plan else ("load", None)
             await asyncio.sleep(self.rng.uniform(0.5, 2.5))
             label = label or self.rng.choice(sorted(self.workers))
             if kind == "load":
