@@ -213,6 +213,7 @@ async def test_a_zombie_worker_thawed_after_the_session_timeout(
         zlog = zombie.log()
         errors = sorted(set(re.findall(
             r"IllegalGeneration|ILLEGAL_GENERATION|UnknownMemberId|UNKNOWN_MEMBER_ID|"
+            r"member_id was not recognized|"
             r"CommitFailedError|RebalanceInProgress|REBALANCE_IN_PROGRESS", zlog
         )))  # fmt: skip
         print(f"evicted after {took_over_after:.1f} s; the zombie's log on resume: {errors}")
