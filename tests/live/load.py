@@ -71,7 +71,7 @@ class PacedDay:
     tickets_per_hour: float = 12.0
     events: list[dict[str, Any]] = field(init=False)
     end: int = field(init=False)  # the end markers' occurred_at, microseconds
-    oracle: list[SlaEvent] = field(init=False)
+    oracle: list[SlaEvent] = field(init=False)  # replay's facts, once :meth:`settle` ran
 
     def __post_init__(self) -> None:
         start = (
@@ -90,9 +90,14 @@ class PacedDay:
         # before it. The odd 0.37 s keeps `end - grace` off the round instants deadlines use.
         last = max(from_datetime(datetime.fromisoformat(e["occurred_at"])) for e in self.events)
         self.end = last + 2 * 86_400 * MICROS_PER_SECOND + 370_000
+        self.settle(len(self.events))
+
+    def settle(self, sent: int) -> None:
+        """Replays the first ``sent`` events (what the pacer sent before the end markers)."""
         engine = SlaEngine(load_policy_set(self.setup.policies))
         until = self.end - round(self.setup.settings.event_time_grace * MICROS_PER_SECOND)
-        self.oracle = replay_events(engine, [event_from_dict(e) for e in self.events], until)
+        events = [event_from_dict(e) for e in self.events[:sent]]
+        self.oracle = replay_events(engine, events, until)
 
     def records(self) -> list[Record]:
         out: list[Record] = []
@@ -125,14 +130,20 @@ class PacedDay:
 
 
 class Pacer:
-    """Sends records at a steady rate from a background task (the producer side of "under
-    load"); :meth:`finish` waits for every record to be acknowledged."""
+    """Sends a :class:`PacedDay` at a steady rate from a background task (the producer side of
+    "under load"), then its end markers; :meth:`finish` waits for every record to be
+    acknowledged and replays what was sent (:meth:`PacedDay.settle`).
 
-    def __init__(self, setup: LiveSetup, records: list[Record], rate: float) -> None:
-        self.setup = setup
-        self.records = records
+    :meth:`stop` ends the day early: a test whose faults take longer on a slow machine (or on
+    Kafka, whose rebalances wait out the session timeout) gives the pacer more traffic than it
+    needs and stops it once the faults are done, so they all happen under load."""
+
+    def __init__(self, day: PacedDay, rate: float) -> None:
+        self.day = day
+        self.setup = day.setup
         self.rate = rate
-        self.sent = 0
+        self.sent = 0  # events of the day sent
+        self.stopping = False
         self.done = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -152,20 +163,32 @@ class Pacer:
         try:
             began = time.monotonic()
             futures = []
-            for i, (topic, partition, key, value) in enumerate(self.records):
+            for i, (topic, partition, key, value) in enumerate(self.day.records()):
+                if self.stopping:
+                    break
                 ahead = began + i / self.rate - time.monotonic()
                 if ahead > 0:
                     await asyncio.sleep(ahead)
                 futures.append(await producer.send(topic, value, key=key, partition=partition))
                 self.sent = i + 1
+            self.stopping = True
+            for topic, partition, key, value in self.day.end_markers():
+                futures.append(await producer.send(topic, value, key=key, partition=partition))
             await asyncio.gather(*futures)
+            if self.sent < len(self.day.events):
+                self.day.settle(self.sent)
         finally:
             await producer.stop()
             self.done.set()
 
     @property
     def running(self) -> bool:
-        return not self.done.is_set()
+        """Still sending the day (not yet its end markers)."""
+        return not self.stopping
+
+    def stop(self) -> None:
+        """Ends the day after the record being sent; the end markers follow."""
+        self.stopping = True
 
     async def finish(self, timeout: float) -> None:
         assert self._task is not None

@@ -132,7 +132,7 @@ async def test_a_third_worker_joins_and_leaves_under_load(broker: Broker, tmp_pa
     began = time.monotonic()
     setup, day, w = await started(broker, tmp_path, "abc")
     s = setup.settings
-    pacer = Pacer(setup, day.records() + day.end_markers(), rate=RATE)
+    pacer = Pacer(day, rate=RATE)
     try:
         w["a"].start()
         w["b"].start()
@@ -179,7 +179,7 @@ async def test_a_zombie_worker_thawed_after_the_session_timeout(
     setup, day, w = await started(broker, tmp_path, "ab")
     s = setup.settings
     frozen_for = 30.0 if LONG else s.session_timeout + 3.0
-    pacer = Pacer(setup, day.records() + day.end_markers(), rate=RATE)
+    pacer = Pacer(day, rate=RATE)
     live, zombie = w["a"], w["b"]
     try:
         for worker in w.values():
