@@ -110,3 +110,33 @@ def test_the_fixes_name_a_missing_faust(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setattr(faust_fixes.metadata, "version", version)
     with pytest.raises(ConfigError, match="faust-streaming is not installed, "):
         faust_fixes.check_faust_version()
+
+
+def test_a_rocksdb_store_left_by_a_crash_is_rebuilt_from_the_changelog(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = faust.App("fix6", broker="kafka://127.0.0.1:1", store="rocksdb://", datadir=tmp_path)
+    tables = Path(app.conf.tabledir)
+    table_file = tables / "subjects-0.db" / "000004.log"
+    table_file.parent.mkdir(parents=True)
+    table_file.write_bytes(b"a record the changelog may never have got")
+
+    # A first start: nothing says the last run crashed; the local files are kept.
+    stopped_cleanly = faust_fixes.rebuild_store_after_crash(app)
+    assert table_file.exists()
+    # Killed (no clean stop): the next start deletes them, and says why.
+    faust_fixes.rebuild_store_after_crash(app)
+    assert not tables.exists()
+    assert "did not stop cleanly" in caplog.text
+    # A clean stop clears the mark: the start after it keeps the files again.
+    table_file.parent.mkdir(parents=True)
+    table_file.write_bytes(b"flushed")
+    stopped_cleanly()
+    faust_fixes.rebuild_store_after_crash(app)
+    assert table_file.exists()
+
+
+def test_a_memory_store_needs_no_mark(tmp_path: Path) -> None:
+    app = faust.App("fix6m", broker="kafka://127.0.0.1:1", store="memory://", datadir=tmp_path)
+    faust_fixes.rebuild_store_after_crash(app)()
+    assert not (Path(app.conf.datadir) / faust_fixes.RUNNING_MARK).exists()

@@ -1,4 +1,4 @@
-"""Five fixes to faust-streaming 0.15.3 that at-least-once delivery depends on.
+"""Six fixes to faust-streaming 0.15.3 that at-least-once delivery depends on.
 
 All were found by the recovery tests (``tests/live/test_recovery.py``: SIGKILL a worker
 mid-stream, restart it, compare with replay; ``tests/live/test_kafka.py``: SIGKILL the broker)
@@ -43,6 +43,24 @@ and each loses input for good, so the worker applies them to its own app
    asked for offset 2; that session's breach never came. The fix seeks such partitions to
    their beginning, which is what ``auto_offset_reset="earliest"`` promises for a group that
    has committed nothing.
+6. **A RocksDB store outlives a crash ahead of its changelog** (:func:`rebuild_store_after_crash`).
+   Under at-least-once Faust writes a record to the local RocksDB at once and to the changelog
+   through the producer; a SIGKILL loses the changelog records still in flight, not the local
+   ones (RocksDB's log is in the page cache). The restarted worker keeps its local record,
+   re-reads its uncommitted input, finds every event already applied (the engine drops
+   duplicates by event id), changes nothing and writes nothing, so the changelog never gets the
+   lost record. The next owner of that partition (another worker, a memory store, a new pod)
+   recovers the older record from the changelog and goes on from it. Seen on Kafka 4.1.1 with
+   ``tests/live/test_faults_crash.py`` (seed 20261201): ticket T-0000050's
+   ``ticket.transferred`` (to its designated channel) was in the changelog of no record, the
+   memory-store worker that took the partition over recovered the ticket as still on a
+   non-designated channel, and both its ``met`` facts (first response, resolution) never came.
+   The fix: a worker on RocksDB marks its data directory while it runs and clears the mark
+   only after a clean stop (Faust flushed the producer); finding the mark at start-up, it
+   deletes its table files and recovers them from the changelog, which then holds only what
+   the broker acknowledged, and reprocessing the uncommitted input writes the lost records
+   again. The cost is the full restore after a crash (the memory store's restart time,
+   ``sla-monitor bench --live --recovery``); a clean restart keeps the local files.
 Not fixed: **exactly-once.** ``processing_guarantee="exactly_once"`` is refused at start-up
 (:mod:`monitor.live.config`). Three faults were found and fixed on the way (commit
 ``a38f5a4``): the consumer decides once, when created, whether it commits through
@@ -60,12 +78,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import os
+import shutil
+from collections.abc import Callable
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 from aiokafka import TopicPartition
 
 from monitor.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+#: The mark of a running worker in its data directory (fix 6); a clean stop removes it.
+RUNNING_MARK = "sla-monitor.running"
 
 #: The faust-streaming release whose code :func:`seek_before_resume`, :func:`fetch_only_active`,
 #: :func:`set_fetch_max_wait` and :func:`drain_on_flush` copy or wrap. Another release may have
@@ -223,3 +251,25 @@ def drain_on_flush(app: Any) -> None:
 
     buffer.flush = flush
     buffer._sla_drains = True
+
+
+def rebuild_store_after_crash(app: Any) -> Callable[[], None]:
+    """Fix 6 (see the module doc): before the app starts, deletes its RocksDB table files if
+    the last worker on this data directory did not stop cleanly, then marks the directory as
+    in use. Returns the function to call once the worker has stopped cleanly (it removes the
+    mark). Does nothing for the memory store, which always recovers from the changelog."""
+    if not str(app.conf.store).startswith("rocksdb"):
+        return lambda: None
+    tabledir = Path(app.conf.tabledir)
+    mark = Path(app.conf.datadir) / RUNNING_MARK
+    if mark.exists():
+        log.warning(
+            "%s: the last worker on this data directory did not stop cleanly (pid %s); its "
+            "table files may hold records the changelog never got, so they are deleted and "
+            "recovered from the changelog",
+            tabledir, mark.read_text().strip() or "?",
+        )  # fmt: skip
+        shutil.rmtree(tabledir, ignore_errors=True)
+    mark.parent.mkdir(parents=True, exist_ok=True)
+    mark.write_text(f"{os.getpid()}\n")
+    return lambda: mark.unlink(missing_ok=True)

@@ -2,7 +2,9 @@
 
 Who calls what: ``sla-monitor worker`` (:func:`monitor.live.cli.cmd_worker`) and the demo call
 :func:`run_worker`, which blocks until SIGTERM or SIGINT (Faust's worker installs the signal
-handlers, stops the agents, flushes the producer and commits before exiting).
+handlers, stops the agents, flushes the producer and commits before exiting). A RocksDB
+worker that did not get that far rebuilds its store from the changelog on its next start
+(:func:`monitor.live.faust_fixes.rebuild_store_after_crash`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 
 from monitor.engine import SlaEngine
 from monitor.kpi.metrics import KpiMetrics
+from monitor.live import faust_fixes
 from monitor.live.app import FactCallback, create_app
 from monitor.live.clock import wall_clock
 from monitor.live.config import Settings
@@ -60,4 +63,11 @@ def run_worker(
     if quiet:
         # Faust's own INFO chatter (rebalances, recovery tables) drowns the demo's output.
         logging.getLogger("faust").setLevel(logging.WARNING)
-    worker.execute_from_commandline()
+    stopped_cleanly = faust_fixes.rebuild_store_after_crash(app)
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as exit_:
+        # Faust exits 0 after it stopped the agents, flushed the producer and committed.
+        if exit_.code in (0, None):
+            stopped_cleanly()
+        raise

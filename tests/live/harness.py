@@ -139,7 +139,23 @@ class WorkerProcess:
 
     def stop(self) -> None:
         if self.proc is not None:
+            if self.proc.poll() is None:
+                self.proc.send_signal(signal.SIGCONT)  # a paused worker cannot stop
             stop_process(self.proc, timeout=15)
+
+    def pause(self) -> None:
+        """SIGSTOP: the process freezes (no heartbeat, no fetch) until :meth:`resume`."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT after :meth:`pause`."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGCONT)
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
 
 
 DAY = datetime(2026, 10, 8, 18, 0, tzinfo=BEIJING)
