@@ -44,6 +44,7 @@ retraction arrives only after its breach was counted into a trip: a trip made st
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -79,6 +80,15 @@ def _lane(message: Any) -> str:
         if name == LANE_HEADER:
             return bytes(value).decode()
     return ""
+
+
+async def _yield() -> None:
+    """Lets the event loop run the first stage and its deadline tick between two of this
+    stage's messages. Faust hands a queued message over without suspending, so an agent with
+    a backlog (a worker catching up) otherwise runs message after message while ticks wait:
+    measured, breach detection p99 from 0.6 s to no breach at all within 38 s of its deadline
+    (`bench --live --kafka`, this stage catching up on the backlog's facts)."""
+    await asyncio.sleep(0)
 
 
 def register_escalation_stage(worker: SlaWorker) -> EscalationStage:
@@ -154,6 +164,7 @@ class EscalationStage:
                     "failed on %s[%s]@%s", message.topic, message.partition, message.offset
                 )
                 await self._dead_letter(message, f"internal error: {exc!r}", Reason.INTERNAL)
+            await _yield()
 
     async def _forward(self, message: Any) -> None:
         raw = message.value
@@ -201,6 +212,7 @@ class EscalationStage:
                     "failed on %s[%s]@%s", message.topic, message.partition, message.offset
                 )
                 await self._dead_letter(message, f"internal error: {exc!r}", Reason.INTERNAL)
+            await _yield()
 
     async def _apply(self, message: Any) -> None:
         try:
