@@ -63,6 +63,7 @@ from monitor.accounting.escalation_state import (
 )
 from monitor.accounting.rules import DayKind, EscalationRules, Window
 from monitor.calendar import DayCalendar
+from monitor.errors import CalendarError
 from monitor.policy import Policy, PolicySet
 from monitor.sla_event import Kind, SlaEvent
 from monitor.timeutil import format_rfc3339, from_datetime, to_datetime
@@ -82,12 +83,13 @@ class Escalation(NamedTuple):
     window: str  # "2026-10" (month window) or "contract"
     ordinal: int  # 1 for the window's first trip of this rule, 2 for the second...
     tripped_at: int  # instant (µs)
-    explanation_due: str  # ISO date
+    explanation_due: str  # ISO date; "" when the business calendar cannot tell (due_note)
     due_days: int
     due_kind: str  # "calendar" or "working"
     sla_ids: tuple[str, ...]  # breach_count evidence
     days: tuple[DayFigure, ...]  # slow_days evidence
     threshold: float  # N breaches, or 1 + margin
+    due_note: str = ""  # why explanation_due is not known (a year the calendar has no data for)
 
     def to_dict(self, tz: tzinfo) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -101,7 +103,7 @@ class Escalation(NamedTuple):
             "window": self.window,
             "ordinal": self.ordinal,
             "tripped_at": format_rfc3339(self.tripped_at, tz),
-            "explanation_due": self.explanation_due,
+            "explanation_due": self.explanation_due or None,
             "due_days": self.due_days,
             "due_kind": self.due_kind,
             "threshold": self.threshold,
@@ -115,6 +117,8 @@ class Escalation(NamedTuple):
                     for d in self.days
                 ]
             }
+        if self.due_note:
+            out["due_note"] = self.due_note
         return out
 
 
@@ -133,7 +137,7 @@ def escalation_from_dict(obj: dict[str, Any]) -> Escalation:
         obj.get("window", ""),
         int(obj.get("ordinal", 0)),
         parse_rfc3339(obj["tripped_at"]),
-        obj.get("explanation_due", ""),
+        obj.get("explanation_due") or "",
         int(obj.get("due_days", 0)),
         obj.get("due_kind", ""),
         tuple(evidence.get("sla_ids", ())),
@@ -142,6 +146,7 @@ def escalation_from_dict(obj: dict[str, Any]) -> Escalation:
             for d in evidence.get("days", ())
         ),
         float(obj.get("threshold", 0)),
+        str(obj.get("due_note", "")),
     )
 
 
@@ -370,12 +375,19 @@ class Escalator:
         threshold: float,
     ) -> Escalation:
         tripped_on = to_datetime(tripped_at, policy.timezone).date()
-        due = explanation_due(
-            tripped_on,
-            rules.explain_within,
-            rules.explain_days,
-            policy.working_time.days,
-        )
+        # A working-day deadline can run into a year the business calendar has no data for
+        # (a trip in late December, before next year's holidays are published). The trip is
+        # a fact all the same: it is emitted with no due date and the calendar's reason
+        # (which year, which override file to add), as the monthly report does with its own
+        # due date, never dead-lettered (that would lose the trip) nor guessed from weekdays.
+        # The same in replay and live; due_days and due_kind let a reader compute it later.
+        due, note = "", ""
+        try:
+            due = explanation_due(
+                tripped_on, rules.explain_within, rules.explain_days, policy.working_time.days
+            ).isoformat()
+        except CalendarError as exc:
+            note = f"the explanation due date is not known: {exc}"
         return Escalation(
             make_escalation_id(tenant, policy.name, rule, window, ordinal),
             rule,
@@ -385,12 +397,13 @@ class Escalator:
             window,
             ordinal,
             tripped_at,
-            due.isoformat(),
+            due,
             rules.explain_within,
             rules.explain_days.value,
             sla_ids,
             days,
             threshold,
+            note,
         )
 
 
