@@ -73,14 +73,12 @@ class Settings:
     processing_guarantee: str = "at_least_once"  # exactly_once is refused (see __post_init__)
     producer_max_batch_size: int = 16384  # 1 on the embedded Tansu broker (see broker.py)
     producer_acks: int = -1  # -1 = all in-sync replicas
-    # The 002 6.2 escalation stage (monitor.live.escalation_agent) in this worker. Off by default
-    # for one case: a worker catching up on a backlog. The stage then has the backlog's counted
-    # facts to store after the first stage is done, on the same event loop and producer, and
-    # fresh breaches wait: `bench --live --kafka` (45k-event backlog, then 400 timed breaches),
-    # detection p99 0.51-0.65 s off, 18.5 s on. With steady traffic and no backlog it costs
-    # nothing measurable (p99 1.9 s on, 2.4 s off at 30 answered sessions/s on a loaded host).
-    # Replay (`replay --escalations`) and the report are unaffected.
-    escalation_stage: bool = False
+    # The 002 6.2 escalation stage (monitor.live.escalation_agent) in this worker. On by default
+    # since its state is small records and it is paced (escalation_agent.PACE): measured on
+    # Kafka under a backlog, detection p99 0.48 s on against 0.31 s off (first version: 8.6 s),
+    # and nothing measurable with steady traffic (BENCHMARKS.md). SLA_ESCALATION_STAGE=false
+    # leaves 6.2 escalations to `replay --escalations`; the report is unaffected.
+    escalation_stage: bool = True
     batch_max: int = 1000  # records handled, published and stored together (fewer when idle)
     batches_in_flight: int = 32  # handled batches waiting for their deliveries
     producer_linger: float = 0.005  # seconds a produce request waits to gather more records
