@@ -121,7 +121,7 @@ def test_settings_reject_typos_and_bad_values(tmp_path: Path) -> None:
 def test_switches_read_from_the_environment() -> None:
     assert load_settings(None, {"SLA_ESCALATION_STAGE": "yes"}).escalation_stage is True
     assert load_settings(None, {"SLA_ESCALATION_STAGE": "False"}).escalation_stage is False
-    assert load_settings(None, {}).escalation_stage is False
+    assert load_settings(None, {}).escalation_stage is True  # the default (config.py says why)
 
 
 def test_settings_survive_the_environment_round_trip() -> None:

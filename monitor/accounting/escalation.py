@@ -46,28 +46,30 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, tzinfo
 from typing import Any, NamedTuple
 
-import orjson
-
+from monitor.accounting.escalation_state import (
+    DayFigure,
+    PolicyHead,
+    TenantState,
+    WindowHead,
+    bucket_of,
+    buckets_in,
+    day_bucket_key,
+    group_bit,
+    head_key,
+    window_bucket_key,
+)
 from monitor.accounting.rules import DayKind, EscalationRules, Window
 from monitor.calendar import DayCalendar
+from monitor.errors import CalendarError
 from monitor.policy import Policy, PolicySet
 from monitor.sla_event import Kind, SlaEvent
 from monitor.timeutil import format_rfc3339, from_datetime, to_datetime
 
 BREACH_COUNT = "breach_count"
 SLOW_DAYS = "slow_days"
-
-
-class DayFigure(NamedTuple):
-    """One day's evidence for ``slow_days``."""
-
-    day: str  # ISO date, policy time zone
-    mean_ratio: float  # mean of elapsed / target
-    targets: int  # how many targets the mean is over
 
 
 class Escalation(NamedTuple):
@@ -81,12 +83,13 @@ class Escalation(NamedTuple):
     window: str  # "2026-10" (month window) or "contract"
     ordinal: int  # 1 for the window's first trip of this rule, 2 for the second...
     tripped_at: int  # instant (µs)
-    explanation_due: str  # ISO date
+    explanation_due: str  # ISO date; "" when the business calendar cannot tell (due_note)
     due_days: int
     due_kind: str  # "calendar" or "working"
     sla_ids: tuple[str, ...]  # breach_count evidence
     days: tuple[DayFigure, ...]  # slow_days evidence
     threshold: float  # N breaches, or 1 + margin
+    due_note: str = ""  # why explanation_due is not known (a year the calendar has no data for)
 
     def to_dict(self, tz: tzinfo) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -100,7 +103,7 @@ class Escalation(NamedTuple):
             "window": self.window,
             "ordinal": self.ordinal,
             "tripped_at": format_rfc3339(self.tripped_at, tz),
-            "explanation_due": self.explanation_due,
+            "explanation_due": self.explanation_due or None,
             "due_days": self.due_days,
             "due_kind": self.due_kind,
             "threshold": self.threshold,
@@ -114,6 +117,8 @@ class Escalation(NamedTuple):
                     for d in self.days
                 ]
             }
+        if self.due_note:
+            out["due_note"] = self.due_note
         return out
 
 
@@ -132,7 +137,7 @@ def escalation_from_dict(obj: dict[str, Any]) -> Escalation:
         obj.get("window", ""),
         int(obj.get("ordinal", 0)),
         parse_rfc3339(obj["tripped_at"]),
-        obj.get("explanation_due", ""),
+        obj.get("explanation_due") or "",
         int(obj.get("due_days", 0)),
         obj.get("due_kind", ""),
         tuple(evidence.get("sla_ids", ())),
@@ -141,6 +146,7 @@ def escalation_from_dict(obj: dict[str, Any]) -> Escalation:
             for d in evidence.get("days", ())
         ),
         float(obj.get("threshold", 0)),
+        str(obj.get("due_note", "")),
     )
 
 
@@ -149,91 +155,13 @@ def make_escalation_id(tenant: str, policy: str, rule: str, window: str, ordinal
     return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 
-# --- state ----------------------------------------------------------------------------------
-
-
-@dataclass
-class _WindowState:
-    """breach_count in one counting window."""
-
-    pending: dict[str, int] = field(default_factory=dict)  # sla_id -> deadline, not yet tripped
-    counted: list[str] = field(default_factory=list)  # in a trip already
-    retracted: list[str] = field(default_factory=list)
-    trips: int = 0
-
-
-@dataclass
-class _PolicyState:
-    windows: dict[str, _WindowState] = field(default_factory=dict)
-    # slow_days: open days -> sla_id -> (ratio, met)
-    days: dict[str, dict[str, tuple[float, bool]]] = field(default_factory=dict)
-    closed_through: str | None = None  # last final day (ISO)
-    run: list[DayFigure] = field(default_factory=list)  # final days above the line, in a row
-    run_tripped: bool = False
-    slow_trips: dict[str, int] = field(default_factory=dict)  # window -> trips
-    # Latest started_at of a met or breach per lane (replay: one lane ""; live: the
-    # sla.outcomes partition the fact came from). Days close on the slowest lane.
-    lanes: dict[str, int] = field(default_factory=dict)
-    late: int = 0
-
-
-@dataclass
-class TenantState:
-    """Everything 6.2 remembers for one tenant (a value of the live stage's table)."""
-
-    policies: dict[str, _PolicyState] = field(default_factory=dict)
-
-    def to_json(self) -> bytes:
-        return orjson.dumps(
-            {
-                name: {
-                    "windows": {
-                        w: [s.pending, s.counted, s.retracted, s.trips]
-                        for w, s in p.windows.items()
-                    },
-                    "days": {d: {k: list(v) for k, v in ids.items()} for d, ids in p.days.items()},
-                    "closed_through": p.closed_through,
-                    "run": [list(d) for d in p.run],
-                    "run_tripped": p.run_tripped,
-                    "slow_trips": p.slow_trips,
-                    "lanes": p.lanes,
-                    "late": p.late,
-                }
-                for name, p in self.policies.items()
-            }
-        )
-
-    @classmethod
-    def from_json(cls, raw: bytes | None) -> TenantState:
-        if not raw:
-            return cls()
-        out = cls()
-        for name, p in orjson.loads(raw).items():
-            out.policies[name] = _PolicyState(
-                windows={
-                    w: _WindowState(dict(s[0]), list(s[1]), list(s[2]), int(s[3]))
-                    for w, s in p["windows"].items()
-                },
-                days={
-                    d: {k: (float(v[0]), bool(v[1])) for k, v in ids.items()}
-                    for d, ids in p["days"].items()
-                },
-                closed_through=p["closed_through"],
-                run=[DayFigure(str(d[0]), float(d[1]), int(d[2])) for d in p["run"]],
-                run_tripped=bool(p["run_tripped"]),
-                slow_trips={k: int(v) for k, v in p["slow_trips"].items()},
-                lanes={str(k): int(v) for k, v in p.get("lanes", {}).items()},
-                late=int(p["late"]),
-            )
-        return out
-
-
-# --- the rules ------------------------------------------------------------------------------
+# --- the rules (the state: monitor.accounting.escalation_state) -----------------------------
 
 
 class Escalator:
     """Applies the 6.2 rules of every policy that has them. Holds the policies only; the
-    state is passed in (replay keeps a dict of them, the live stage a table)."""
+    state is passed in (replay keeps one :class:`TenantState` per tenant, the live stage a
+    fresh one per fact over its table)."""
 
     def __init__(self, policies: PolicySet, lanes: Sequence[str] = ()) -> None:
         """``lanes``: the lanes facts will come from (live: every ``sla.outcomes``
@@ -258,23 +186,52 @@ class Escalator:
         policy, rules = found
         if fact.metric not in rules.metrics or fact.kind is Kind.WARNING:
             return []
-        ps = state.policies.setdefault(policy.name, _PolicyState())
-        tz = policy.timezone
+        key = head_key(policy.name)
+        head: PolicyHead | None = state.get(key)
+        if head is None:
+            head = PolicyHead()
         out: list[Escalation] = []
-        window = _month(fact.started_at, tz) if rules.window is Window.MONTH else "contract"
-        ws = ps.windows.setdefault(window, _WindowState())
-        if fact.kind is Kind.BREACH:
-            sid = fact.sla_id
-            if sid not in ws.pending and sid not in ws.counted and sid not in ws.retracted:
-                ws.pending[sid] = fact.deadline
-                if len(ws.pending) >= rules.breaches:
-                    out.append(self._trip_breaches(fact, policy, rules, window, ws))
-        elif fact.kind is Kind.RETRACTION:
-            if fact.sla_id not in ws.retracted:
-                ws.retracted.append(fact.sla_id)
-            ws.pending.pop(fact.sla_id, None)
-        out.extend(self._slow_days(ps, fact, policy, rules, lane))
+        if fact.kind in (Kind.BREACH, Kind.RETRACTION):
+            out.extend(self._breach_count(state, head, fact, policy, rules))
+        out.extend(self._slow_days(state, head, fact, policy, rules, lane=lane))
+        state.put(key, head)
         return out
+
+    def _breach_count(
+        self,
+        state: TenantState,
+        head: PolicyHead,
+        fact: SlaEvent,
+        policy: Policy,
+        rules: EscalationRules,
+    ) -> list[Escalation]:
+        window = (
+            _month(fact.started_at, policy.timezone)
+            if rules.window is Window.MONTH
+            else ("contract")
+        )
+        wh = head.windows.setdefault(window, WindowHead())
+        sid, bucket = fact.sla_id, bucket_of(fact.sla_id)
+        key = window_bucket_key(policy.name, window, bucket)
+        seen: dict[str, str] = state.get(key) or {}
+        if fact.kind is Kind.BREACH:
+            if sid in seen:  # counted, pending or retracted already: a repeat
+                return []
+            seen[sid] = "b"
+            state.put(key, seen)
+            wh.groups |= group_bit(bucket)
+            if sid in wh.pending or sid in wh.last:  # a head stored without this bucket
+                return []
+            wh.pending[sid] = fact.deadline
+            if len(wh.pending) >= rules.breaches:
+                return [self._trip_breaches(fact, policy, rules, window, wh)]
+        else:  # a retraction, before or after its breach (they travel on different topics)
+            if seen.get(sid) != "x":
+                seen[sid] = "x"
+                state.put(key, seen)
+                wh.groups |= group_bit(bucket)
+            wh.pending.pop(sid, None)  # a trip already made stands
+        return []
 
     def _trip_breaches(
         self,
@@ -282,12 +239,12 @@ class Escalator:
         policy: Policy,
         rules: EscalationRules,
         window: str,
-        ws: _WindowState,
+        wh: WindowHead,
     ) -> Escalation:
-        evidence = sorted(ws.pending.items(), key=lambda item: (item[1], item[0]))
-        ws.pending.clear()
-        ws.counted.extend(sid for sid, _ in evidence)
-        ws.trips += 1
+        evidence = sorted(wh.pending.items(), key=lambda item: (item[1], item[0]))
+        wh.pending.clear()
+        wh.last = [sid for sid, _ in evidence]
+        wh.trips += 1
         tripped_at = max(deadline for _, deadline in evidence)
         return self._escalation(
             fact.tenant,
@@ -295,71 +252,98 @@ class Escalator:
             rules,
             rule=BREACH_COUNT,
             window=window,
-            ordinal=ws.trips,
+            ordinal=wh.trips,
             tripped_at=tripped_at,
             sla_ids=tuple(sid for sid, _ in evidence),
             threshold=float(rules.breaches),
         )
 
     def _slow_days(
-        self, ps: _PolicyState, fact: SlaEvent, policy: Policy, rules: EscalationRules, lane: str
+        self,
+        state: TenantState,
+        head: PolicyHead,
+        fact: SlaEvent,
+        policy: Policy,
+        rules: EscalationRules,
+        *,
+        lane: str,
     ) -> list[Escalation]:
         tz = policy.timezone
         day = to_datetime(fact.started_at, tz).date().isoformat()
-        if ps.closed_through is not None and day <= ps.closed_through:
-            ps.late += 1
+        if head.closed_through is not None and day <= head.closed_through:
+            head.late += 1
             return []
-        ids = ps.days.setdefault(day, {})
-        sid = fact.sla_id
+        # Any fact opens its day, a retraction too (an empty day breaks a run).
+        head.open_days.setdefault(day, 0)
+        sid, bucket = fact.sla_id, bucket_of(fact.sla_id)
+        bkey = day_bucket_key(policy.name, day, bucket)
+        targets: dict[str, list[Any]] = state.get(bkey) or {}
+        entry = targets.get(sid)  # [ratio, met]
+        new = entry
         if fact.kind is Kind.MET:
-            ids[sid] = (_ratio(fact), True)
+            new = [_ratio(fact), True]
         elif fact.kind is Kind.BREACH:
-            if sid not in ids or not ids[sid][1]:
+            if entry is None or not entry[1]:
                 elapsed = fact.elapsed_seconds
-                ratio = _ratio(fact) if elapsed is not None else rules.unanswered_ratio
-                ids[sid] = (ratio, False)
-        elif fact.kind is Kind.RETRACTION and sid in ids and not ids[sid][1]:
-            del ids[sid]  # the target no longer applies, or a met follows
+                new = [_ratio(fact) if elapsed is not None else rules.unanswered_ratio, False]
+        elif fact.kind is Kind.RETRACTION and entry is not None and not entry[1]:
+            new = None  # the target no longer applies, or a met follows
+        if new != entry:
+            if new is not None:
+                targets[sid] = new
+            else:
+                del targets[sid]
+            state.put(bkey, targets)
+            head.open_days[day] |= group_bit(bucket)
         if fact.kind is not Kind.RETRACTION:
             for expected in self.lanes:
-                ps.lanes.setdefault(expected, fact.started_at)
-            if fact.started_at > ps.lanes.get(lane, 0):
-                ps.lanes[lane] = fact.started_at
-        return self._close_days(ps, fact.tenant, policy, rules)
+                head.lanes.setdefault(expected, fact.started_at)
+            if fact.started_at > head.lanes.get(lane, 0):
+                head.lanes[lane] = fact.started_at
+        return self._close_days(state, head, fact.tenant, policy, rules)
 
     def _close_days(
-        self, ps: _PolicyState, tenant: str, policy: Policy, rules: EscalationRules
+        self,
+        state: TenantState,
+        head: PolicyHead,
+        tenant: str,
+        policy: Policy,
+        rules: EscalationRules,
     ) -> list[Escalation]:
         out: list[Escalation] = []
-        horizon = _watermark(ps.lanes, rules.partition_patience)
+        horizon = _watermark(head.lanes, rules.partition_patience)
         if horizon is None:
             return out
         tz = policy.timezone
-        for day in sorted(ps.days):
+        for day in sorted(head.open_days):
             end = _day_end(day, tz)
             if end + rules.day_closes_after > horizon:
                 break
-            ids = ps.days.pop(day)
-            ps.closed_through = day
+            ratios: list[float] = []
+            for bucket in buckets_in(head.open_days.pop(day)):
+                key = day_bucket_key(policy.name, day, bucket)
+                ratios.extend(r for r, _ in (state.get(key) or {}).values())
+                state.delete(key)
+            head.closed_through = day
             figure = (
                 # fsum: exact, so the order the facts arrived in (live) cannot change the mean
-                DayFigure(day, round(math.fsum(r for r, _ in ids.values()) / len(ids), 6), len(ids))
-                if ids
+                DayFigure(day, round(math.fsum(ratios) / len(ratios), 6), len(ratios))
+                if ratios
                 else None
             )
             if figure is None or figure.mean_ratio <= 1 + rules.margin:
-                ps.run, ps.run_tripped = [], False
+                head.run, head.run_tripped = [], False
                 continue
-            if ps.run and date.fromisoformat(ps.run[-1].day) + timedelta(days=1) != (
+            if head.run and date.fromisoformat(head.run[-1].day) + timedelta(days=1) != (
                 date.fromisoformat(day)
             ):
-                ps.run, ps.run_tripped = [], False
-            ps.run.append(figure)
-            if len(ps.run) >= rules.consecutive_days and not ps.run_tripped:
-                ps.run_tripped = True
+                head.run, head.run_tripped = [], False
+            head.run.append(figure)
+            if len(head.run) >= rules.consecutive_days and not head.run_tripped:
+                head.run_tripped = True
                 window = day[:7] if rules.window is Window.MONTH else "contract"
-                ps.slow_trips[window] = ordinal = ps.slow_trips.get(window, 0) + 1
-                evidence = tuple(ps.run[-rules.consecutive_days :])
+                head.slow_trips[window] = ordinal = head.slow_trips.get(window, 0) + 1
+                evidence = tuple(head.run[-rules.consecutive_days :])
                 out.append(
                     self._escalation(
                         tenant,
@@ -373,7 +357,7 @@ class Escalator:
                         threshold=round(1 + rules.margin, 6),
                     )
                 )
-            ps.run = ps.run[-rules.consecutive_days :]
+            head.run = head.run[-rules.consecutive_days :]
         return out
 
     def _escalation(
@@ -391,12 +375,19 @@ class Escalator:
         threshold: float,
     ) -> Escalation:
         tripped_on = to_datetime(tripped_at, policy.timezone).date()
-        due = explanation_due(
-            tripped_on,
-            rules.explain_within,
-            rules.explain_days,
-            policy.working_time.days,
-        )
+        # A working-day deadline can run into a year the business calendar has no data for
+        # (a trip in late December, before next year's holidays are published). The trip is
+        # a fact all the same: it is emitted with no due date and the calendar's reason
+        # (which year, which override file to add), as the monthly report does with its own
+        # due date, never dead-lettered (that would lose the trip) nor guessed from weekdays.
+        # The same in replay and live; due_days and due_kind let a reader compute it later.
+        due, note = "", ""
+        try:
+            due = explanation_due(
+                tripped_on, rules.explain_within, rules.explain_days, policy.working_time.days
+            ).isoformat()
+        except CalendarError as exc:
+            note = f"the explanation due date is not known: {exc}"
         return Escalation(
             make_escalation_id(tenant, policy.name, rule, window, ordinal),
             rule,
@@ -406,12 +397,13 @@ class Escalator:
             window,
             ordinal,
             tripped_at,
-            due.isoformat(),
+            due,
             rules.explain_within,
             rules.explain_days.value,
             sla_ids,
             days,
             threshold,
+            note,
         )
 
 

@@ -99,7 +99,7 @@ th{background:#edf2f7} td.l,th.l{text-align:left} tr.sub td{color:#4a5568}
 <th class="l">{{ L.explanation_due }}</th><th class="l">{{ L.evidence }}</th></tr>
 {% for e in t.r.escalations %}<tr><td class="l">{{ L[e.rule] if e.rule in L else e.rule }} #{{ e.ordinal }}</td>
 <td class="l">{{ e.clause }}</td><td class="l">{{ when(e.tripped_at, t.tz) }}</td>
-<td class="l"><b>{{ e.explanation_due }}</b></td>
+<td class="l"><b>{{ e.explanation_due or e.due_note }}</b></td>
 <td class="l">{% if e.days %}{% for d in e.days %}{{ d.day }}: {{ '%.3f'|format(d.mean_ratio) }}{{ '; ' if not loop.last }}{% endfor %}{% else %}{{ e.sla_ids|length }} × {{ L.breached }}{% endif %}</td></tr>
 {% endfor %}</table>{% else %}<p>{{ L.none }}</p>{% endif %}
 <h3>{{ L.ledger }}</h3>

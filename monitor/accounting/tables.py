@@ -137,7 +137,7 @@ def tables(report: Report, labels: dict[str, str]) -> Iterator[tuple[str, list[l
                     e.rule,
                     e.clause,
                     format_rfc3339(e.tripped_at, tz),
-                    e.explanation_due,
+                    e.explanation_due or e.due_note,
                     evidence,
                 ]
             )

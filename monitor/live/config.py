@@ -73,12 +73,12 @@ class Settings:
     processing_guarantee: str = "at_least_once"  # exactly_once is refused (see __post_init__)
     producer_max_batch_size: int = 16384  # 1 on the embedded Tansu broker (see broker.py)
     producer_acks: int = -1  # -1 = all in-sync replicas
-    # The 002 6.2 escalation stage (monitor.live.escalation_agent) in this worker. Off by default:
-    # it rewrites a tenant's whole open day per fact (about 1 MB and 30 ms at 20k sessions a
-    # day) on the same event loop as the SLA agent, and in `bench --live --kafka` it took breach
-    # detection from p99 0.3 s to 8.6 s. Replay (`replay --escalations`) and the report are
-    # unaffected.
-    escalation_stage: bool = False
+    # The 002 6.2 escalation stage (monitor.live.escalation_agent) in this worker. On by default
+    # since its state is small records and it is paced (escalation_agent.PACE): measured on
+    # Kafka under a backlog, detection p99 0.48 s on against 0.31 s off (first version: 8.6 s),
+    # and nothing measurable with steady traffic (BENCHMARKS.md). SLA_ESCALATION_STAGE=false
+    # leaves 6.2 escalations to `replay --escalations`; the report is unaffected.
+    escalation_stage: bool = True
     batch_max: int = 1000  # records handled, published and stored together (fewer when idle)
     # Longest a batch waits for more records when none is waiting (seconds; 0 = never wait).
     # Faust hands the agent one record per event-loop turn, so without a wait a backlog is
