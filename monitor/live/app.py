@@ -195,6 +195,13 @@ class SlaWorker:
         # Records that handled batches changed, as bytes (None: deleted), until their batch
         # is completed and they are in the table: the next batch reads them from here.
         self.overlay: dict[bytes, bytes | None] = {}
+        # How many revocations this worker has seen. A batch handled in an earlier epoch is
+        # stale: its partitions may have moved, and a new owner may have written their records
+        # since (seen: a worker frozen past the session timeout wrote an old state over the new
+        # owner's, tests/live/test_faults_rebalance.py). Its records are not stored and its
+        # input not acknowledged; after every rebalance Faust seeks to the committed offsets, so
+        # that input is read again, by this worker or the new owner (at-least-once).
+        self.epoch = 0
 
         app: Any = faust.App(settings.app_id, **faust_settings(settings))
         app.sla_worker = self
@@ -266,12 +273,14 @@ class SlaWorker:
             asyncio.ensure_future(self._in_order(settling, partial(self._settle, stream))),
         ]
         events: list[Any] = []
-        opened = 0.0
+        opened, epoch = 0.0, self.epoch
         try:
             async for event in stream.events():
+                if events and epoch != self.epoch:  # gathered before a revocation: stale
+                    events = []
                 events.append(event)
                 if len(events) == 1:
-                    opened = loop.time()
+                    opened, epoch = loop.time(), self.epoch
                 if len(events) < limit:
                     if not waiting.empty():
                         continue
@@ -283,6 +292,9 @@ class SlaWorker:
                         await asyncio.sleep(min(left, _LINGER_STEP))
                         if not waiting.empty():
                             continue
+                if epoch != self.epoch:  # a revocation came while the batch lingered
+                    events = []
+                    continue
                 for step in steps:  # one failed: surface its error, do not pile up batches
                     if step.done():
                         step.result()
@@ -329,7 +341,7 @@ class SlaWorker:
         indexes and hole detector; outputs are in the producer, not yet acknowledged.
         """
         self.metrics.observe_batch(len(events))
-        batch = Batch(events=list(events))
+        batch = Batch(events=list(events), epoch=self.epoch)
         timeouts_topic = self.settings.topic_timeouts
         for event in events:
             message = event.message
@@ -366,6 +378,8 @@ class SlaWorker:
         if batch.deliveries:
             await asyncio.gather(*batch.deliveries)
         self._observe(batch)
+        if batch.epoch != self.epoch:
+            return  # stale (see SlaWorker.epoch): the input will be read and handled again
         batch.stored = await self.table.store(batch.writes, self.app.producer)
         for key, value, _ in batch.writes:
             if self.overlay.get(key, _ABSENT) is value:  # no later batch changed it since
@@ -377,7 +391,7 @@ class SlaWorker:
         so that the next batch's outputs and records are not held up by this wait."""
         await self.table.settle(batch.stored)
         self.metrics.set_open_timers(sum(len(lane.index) for lane in self.lanes.values()))
-        if stream is not None:
+        if stream is not None and batch.epoch == self.epoch:
             for event in batch.events:
                 await stream.ack(event)
 
@@ -628,6 +642,8 @@ class SlaWorker:
     async def _on_revoked(self, sender: Any, revoked: Iterable[TP], **_: Any) -> None:
         """Stops the timers and forgets revoked partitions (their new owner rebuilds them)."""
         self.ready = False
+        self.epoch += 1  # batches handled until now are stale (see __init__)
+        self.overlay.clear()  # their records, not stored: read the table again
         gone = self._input_partitions(revoked)
         for tp in gone:
             self.lanes.pop(tp, None)

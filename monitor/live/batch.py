@@ -47,6 +47,7 @@ class Batch:
     """The working set of one batch (see the module doc)."""
 
     events: list[Any] = field(default_factory=list)  # the Faust events, acknowledged last
+    epoch: int = 0  # the worker's revocation count when the batch was handled (SlaWorker.epoch)
     records: dict[bytes, Pending] = field(default_factory=dict)
     facts: list[tuple[SlaEvent, bool]] = field(default_factory=list)  # (fact, from a timer)
     dead_letters: list[tuple[Any, str, Reason]] = field(default_factory=list)  # message, why, code
