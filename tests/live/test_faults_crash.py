@@ -165,6 +165,12 @@ class Chaos:
         }
 
 
+@pytest.mark.xfail(
+    strict=False,
+    reason="issue 10, open: a worker that keeps its partitions through a rebalance sometimes "
+    "loses records it had stored (seen on Tansu: 'no session.started was seen' after the "
+    "rebalance); runs in every suite, reported as XFAIL/XPASS until fixed",
+)
 async def test_repeated_sigkills_under_load_equal_replay(broker: Broker, tmp_path: Path) -> None:
     began = time.monotonic()
     setup = LiveSetup(broker, tmp_path, policies=None, partitions=4)
