@@ -47,12 +47,12 @@ from hypothesis import strategies as st
 from monitor import schemas
 from monitor.engine import SlaEngine
 from monitor.errors import InvalidEvent, Reason
-from monitor.events import EventType
 from monitor.policy import load_policy_set
 from monitor.sla_event import SlaEvent
 from monitor.timeutil import MAX_INSTANT
 from monitor.traffic import generate
 from monitor.validation import MAX_EVENT_BYTES, parse_event
+from monitor.vocabulary import EventType
 from tests.fuzzing import Pipeline
 
 # Every test's example count scales with $SLA_FUZZ_EXAMPLES (CI: 10,000). Examples are lists

@@ -15,7 +15,8 @@ from monitor import schemas
 from monitor.accounting.escalation import Escalator, TenantState, escalation_from_dict
 from monitor.policy import load_policy_set
 from monitor.policy.loader import BUNDLED_POLICIES
-from monitor.sla_event import Kind, Metric, Period, SlaEvent, make_sla_id
+from monitor.sla_event import Kind, SlaEvent, make_sla_id
+from monitor.vocabulary import Metric, Period
 from tests.accounting.known_month import BEIJING
 
 DEC_28 = 1_798_387_200_000_000  # 2026-12-28T00:00:00+08:00, a Monday

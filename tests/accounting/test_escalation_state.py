@@ -18,7 +18,8 @@ import pytest
 from monitor.accounting.escalation import Escalator, TenantState
 from monitor.accounting.facts import fact_from_dict
 from monitor.policy import load_policy_set
-from monitor.sla_event import Kind, Metric, Period, SlaEvent, make_sla_id
+from monitor.sla_event import Kind, SlaEvent, make_sla_id
+from monitor.vocabulary import Metric, Period
 from tests.accounting.known_month import BEIJING, KnownMonth
 from tests.accounting.test_known_month import expected_escalations, month, project
 

@@ -24,12 +24,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from monitor.engine import SlaEngine
 from monitor.errors import InvalidEvent, Reason
-from monitor.events import SubjectType
 from monitor.live.broker import Broker, free_port
 from monitor.policy import load_policy_set
 from monitor.replay import final_kinds, replay_events
 from monitor.timeutil import parse_rfc3339
 from monitor.validation import MAX_EVENT_BYTES, event_from_dict, parse_event
+from monitor.vocabulary import SubjectType
 from tests.fuzzing import Pipeline
 from tests.live.harness import (
     POLICIES,
