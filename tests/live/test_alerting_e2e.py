@@ -88,8 +88,8 @@ def stack(kafka: KafkaBroker, tmp_path_factory: pytest.TempPathFactory) -> Itera
             tmp, fast_alertmanager_config(tmp / "alertmanager.yml", receiver.url)
         )
         started.append(alertmanager)
-        # Scraped from Prometheus' first second on: else "no worker reports" (SlaMonitorAbsent,
-        # its `for:` shortened) would page before the first scrape.
+        # Up before Prometheus starts, so its first scrape (about 5 s in: the scrape manager's
+        # reload ticker) finds it; "no worker reports" keeps a 20 s `for:` (fast_rules).
         wait_until(lambda: _responds(metrics_url), 30, f"the worker's {metrics_url}")
         prometheus = start_prometheus(
             tmp,
