@@ -23,10 +23,11 @@ deadline index and the clocks. Faust then calls, on its own event loop:
   the changelog, co-partitioned with the input. Skipped while rebalancing or recovering;
 * the **sweep** timer (:meth:`SlaWorker._sweep`), which finds finished subjects past their
   retention (``engine.is_expired``) and sends them the same way, to be deleted by the agent;
-* :meth:`SlaWorker._on_rebalance_complete`, after table recovery (``on_partitions_assigned``
-  fires before recovery, when the table is still incomplete): it rebuilds the deadline index
-  from the records of the actively assigned partitions; revoked partitions' keys are dropped
-  in :meth:`SlaWorker._on_revoked`.
+* :meth:`SlaWorker._on_assigned` (``on_partitions_assigned``, before table recovery): drops
+  from memory the keys of partitions this worker no longer owns, by the new assignment itself;
+* :meth:`SlaWorker._on_rebalance_complete`, after table recovery, only for the consumer's
+  current generation (fix 7 in :mod:`monitor.live.faust_fixes`): it rebuilds the deadline
+  index from the records of the actively assigned partitions.
 
 The deadline index is a :class:`monitor.engine.DeadlineIndex` per input partition (topic and
 partition: a "lane", :mod:`monitor.live.lane`), because each has its own clock
@@ -249,6 +250,7 @@ class SlaWorker:
         app.timer(settings.tick_interval, name=f"{settings.app_id}.tick")(self._tick)
         app.timer(settings.retention_interval, name=f"{settings.app_id}.sweep")(self._sweep)
         app.on_partitions_revoked.connect(self._on_revoked, weak=False)
+        app.on_partitions_assigned.connect(self._on_assigned, weak=False)
         app.on_rebalance_complete.connect(self._on_rebalance_complete, weak=False)
         faust_fixes.apply(app, fetch_max_wait=settings.fetch_max_wait)
 
@@ -650,6 +652,19 @@ class SlaWorker:
             self.metrics.forget_partition(tp.partition)
         self.clocks.forget(gone)
 
+    async def _on_assigned(self, sender: Any, assigned: Iterable[TP], **_: Any) -> None:
+        """Drops, from the memory store, the keys of partitions not in the new ``assigned``.
+
+        Here, with the assignment Faust passes, and not after recovery from
+        ``consumer.assignment()``: Faust sends ``on_rebalance_complete`` for a recovery even when
+        a newer rebalance has begun (fix 7 now holds it back), and by then the consumer's
+        assignment belongs to that newer rebalance. Forgetting by it dropped the records of a
+        partition this worker kept, while Faust's recovery of a kept partition resumes from
+        where the previous one stopped (memory store: ``Recovery.active_offsets``), so they
+        never came back: the likely cause of "no session.started was seen" after a rebalance
+        (issue 10, ``tests/live/test_faults_rebalance.py``)."""
+        self.table.forget_unassigned({tp.partition for tp in self._input_partitions(assigned)})
+
     async def _on_rebalance_complete(self, sender: Any, **_: Any) -> None:
         """After recovery: rebuild the deadline index from the assigned partitions' records."""
         faust_fixes.drain_on_flush(self.app)
@@ -666,7 +681,6 @@ class SlaWorker:
                 lane.index.schedule(key.decode(), due)
                 count += 1
         self.lanes = fresh
-        self.table.forget_unassigned(numbers)
         self.metrics.set_open_timers(count)
         self.ready = True
         log.info("deadline index rebuilt: %d pending over partitions %s", count, sorted(numbers))

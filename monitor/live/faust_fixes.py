@@ -1,4 +1,4 @@
-"""Six fixes to faust-streaming 0.15.3 that at-least-once delivery depends on.
+"""Seven fixes to faust-streaming 0.15.3 that at-least-once delivery depends on.
 
 All were found by the recovery tests (``tests/live/test_recovery.py``: SIGKILL a worker
 mid-stream, restart it, compare with replay; ``tests/live/test_kafka.py``: SIGKILL the broker)
@@ -61,6 +61,13 @@ and each loses input for good, so the worker applies them to its own app
    the broker acknowledged, and reprocessing the uncommitted input writes the lost records
    again. The cost is the full restore after a crash (the memory store's restart time,
    ``sla-monitor bench --live --recovery``); a clean restart keeps the local files.
+7. **"Rebalance complete" for a rebalance already superseded** (in :func:`seek_before_resume`).
+   ``on_recovery_completed`` sends ``on_rebalance_complete`` first and checks whether the
+   consumer's generation is still the one it recovered for only afterwards (then returns
+   without resuming). A worker that acts on the signal (rebuilds its deadline index, reads
+   ``consumer.assignment()``, marks itself ready) did so in the middle of the next rebalance.
+   The signal is now sent after the generation check: only for the current generation, after
+   the tables' own ``on_recovery_completed`` callbacks.
 Not fixed: **exactly-once.** ``processing_guarantee="exactly_once"`` is refused at start-up
 (:mod:`monitor.live.config`). Three faults were found and fixed on the way (commit
 ``a38f5a4``): the consumer decides once, when created, whether it commits through
@@ -145,7 +152,6 @@ def seek_before_resume(app: Any) -> None:
     async def on_recovery_completed(generation_id: int = 0) -> None:
         consumer = app.consumer
         recovery.log.info("Restore complete!")
-        await app.on_rebalance_complete.send()
         recovery._set_recovery_ended()
         callbacks = [
             asyncio.ensure_future(
@@ -165,6 +171,7 @@ def seek_before_resume(app: Any) -> None:
                 generation_id,
             )
             return
+        await app.on_rebalance_complete.send()  # fix 7: only for the current generation
         if assignment:
             recovery.log.info("Seek stream partitions to committed offsets.")
             await recovery._wait(consumer.perform_seek(), timeout=app.conf.broker_request_timeout)
