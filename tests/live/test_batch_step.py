@@ -1,0 +1,271 @@
+"""The worker's per-batch step (:meth:`monitor.live.app.SlaWorker.process_batch`), driven
+in-process on a ``memory://`` app (issue 7): no agent, no consumer, no rebalance.
+
+The app is the one ``sla-monitor worker`` runs (:func:`monitor.live.app.create_app`); only its
+producer is started, against the session's Tansu broker (faust-streaming 0.15.3 has no
+in-memory transport, and the facts, dead letters and changelog records must reach a broker).
+Input records are the bytes the chat platform's producer sends
+(:func:`monitor.live.records.input_record`), on the partition Kafka's default partitioner
+picks for their key, wrapped in Faust messages and events by the app's own
+``create_event``, as Faust's topic channel does for every consumed record. Outputs are read
+back from the topics with aiokafka, up to the end of every partition.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from aiokafka.partitioner import DefaultPartitioner
+from faust.types import TP, Message
+from prometheus_client import CollectorRegistry
+
+from monitor.engine import SubjectState
+from monitor.errors import Reason
+from monitor.live.app import SlaWorker, create_app
+from monitor.live.broker import EmbeddedBroker
+from monitor.live.records import input_record
+from monitor.live.worker import build_engine
+from monitor.metrics import SlaMetrics
+from monitor.sla_event import Kind
+from tests.live.harness import LiveSetup, TopicReader, ev, session_id
+
+pytestmark = pytest.mark.broker
+
+# Event times: a Thursday morning in Beijing, in the past (the worker judges on event time).
+START = "2026-10-08T10:00:00.000+08:00"
+REPLY = "2026-10-08T10:00:01.500+08:00"  # inside the test policy's 4 s first_response target
+
+
+@pytest.fixture(scope="module")
+def setup(tansu: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -> LiveSetup:
+    """One topic set for the module; each test has its own app (its own table) and sessions."""
+    live = LiveSetup(tansu, Path(tmp_path_factory.mktemp("batch")))
+    asyncio.run(live.create_topics())
+    return live
+
+
+@dataclass
+class Driven:
+    """A worker app with only its producer started, and a way to make its input events."""
+
+    setup: LiveSetup
+    worker: SlaWorker
+    registry: CollectorRegistry
+    offsets: Counter[TP]
+
+    def event(self, topic: str, key: bytes, value: bytes) -> Any:
+        """A Faust event for a record the consumer would deliver: the partition Kafka's default
+        partitioner picks for ``key``, the partition's next offset."""
+        n = self.setup.partitions
+        partition = DefaultPartitioner()(key, list(range(n)), list(range(n)))
+        tp = TP(topic, partition)
+        offset = self.offsets[tp]
+        self.offsets[tp] += 1
+        message = Message(topic, partition, offset, time.time(), 0, [], key, value, None, tp=tp)
+        return self.worker.app.create_event(key, value, [], message)
+
+    def events(self, inputs: Iterable[dict[str, Any]]) -> list[Any]:
+        """Faust events for input events (dicts), as the chat platform's producer sends them."""
+        return [self.event(*input_record(self.setup.settings, e)) for e in inputs]
+
+    def records(self) -> dict[bytes, bytes]:
+        """Every record of the table, by key."""
+        everything = set(range(self.setup.partitions))
+        return {key: value for key, value, _ in self.worker.table.items(everything)}
+
+
+@pytest.fixture
+async def driven(setup: LiveSetup, tmp_path: Path) -> AsyncIterator[Driven]:
+    settings = setup.settings.replace(data_dir=str(tmp_path))
+    assert settings.store == "memory://"
+    registry = CollectorRegistry()
+    app = create_app(
+        settings, build_engine(settings), SlaMetrics(registry, topics=settings.input_topics)
+    )
+    worker: SlaWorker = app.sla_worker
+    # The least machinery process_batch needs: the producer (facts, dead letters, changelog).
+    # The table's store is created on first use (Collection.data); touch it so a missing one
+    # fails here, not as a confusing error inside the batch.
+    assert worker.table.table.data is not None
+    await app.producer.start()
+    try:
+        yield Driven(setup, worker, registry, Counter())
+    finally:
+        await app.producer.stop()
+
+
+class EndReader(TopicReader):
+    """A :class:`TopicReader` that reads every partition up to its end: the fetch high
+    watermark (exact on Tansu, where ListOffsets is not: :mod:`monitor.live.app`)."""
+
+    async def read_to_end(self, timeout: float = 10.0) -> None:
+        consumer = self._consumer
+        assert consumer is not None
+        deadline = time.monotonic() + timeout
+        while True:
+            await self.poll(0.2)
+            ends = {tp: consumer.highwater(tp) for tp in consumer.assignment()}
+            if all(end is not None for end in ends.values()):
+                positions = {tp: await consumer.position(tp) for tp in ends}
+                if all(positions[tp] >= end for tp, end in ends.items()):
+                    return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"topics not read to their end in {timeout}s: {ends}")
+
+
+async def read_topic(setup: LiveSetup, topic: str) -> list[Any]:
+    """Every record of ``topic`` now (process_batch returns after the broker has its outputs)."""
+    reader = EndReader(setup.settings, [topic])
+    async with reader:
+        await reader.read_to_end()
+    return reader.records[topic]
+
+
+def facts_of(records: list[Any], sid: str) -> list[dict[str, Any]]:
+    facts = [orjson.loads(r.value) for r in records]
+    return [f for f in facts if f["subject_id"] == sid]
+
+
+def key(sid: str) -> bytes:
+    return f"c:{sid}".encode()
+
+
+def started(sid: str) -> dict[str, Any]:
+    return ev(sid, "session.started", START, channel="web")
+
+
+def reply(sid: str) -> dict[str, Any]:
+    return ev(sid, "message.sent", REPLY, sender="agent")
+
+
+async def test_one_record_per_subject_and_the_met_fact(driven: Driven) -> None:
+    a, b = session_id("batch-a"), session_id("batch-b")
+    events = driven.events([started(a), reply(a), started(b)])
+
+    batch = await driven.worker.process_batch(events)
+
+    assert batch.dead_letters == []
+    # Each changed subject written once, with its last state: a's reply did not add a write.
+    assert sorted(k for k, _, _ in batch.writes) == sorted([key(a), key(b)])
+    records = driven.records()
+    assert set(records) == {key(a), key(b)}
+    writes = {k: value for k, value, _ in batch.writes}
+    assert writes == records
+    state_a = SubjectState.from_bytes(records[key(a)], key(a))
+    state_b = SubjectState.from_bytes(records[key(b)], key(b))
+    assert state_a.responded_at is not None
+    assert state_b.responded_at is None
+    assert driven.worker.table.get(key(a), events[0]) == records[key(a)]
+    # Each written on the changelog partition of its subject's input partition.
+    partitions = {key(a): events[0].message.partition, key(b): events[2].message.partition}
+    assert {k: event.message.partition for k, _, event in batch.writes} == partitions
+    assert driven.worker.overlay == {}  # stored: nothing left waiting
+
+    s = driven.setup.settings
+    outcomes = await read_topic(driven.setup, s.topic_outcomes)
+    [met] = facts_of(outcomes, a)
+    assert met["kind"] == Kind.MET
+    assert met["metric"] == "first_response"
+    assert facts_of(outcomes, b) == []  # b is open, nothing judged yet
+    changelog = await read_topic(driven.setup, s.changelog_topic)
+    assert Counter(r.key for r in changelog if r.key in (key(a), key(b))) == {key(a): 1, key(b): 1}
+
+
+async def test_the_same_batch_again_stores_and_emits_nothing(driven: Driven) -> None:
+    a, b = session_id("dup-a"), session_id("dup-b")
+    inputs = [started(a), reply(a), started(b)]
+    first = await driven.worker.process_batch(driven.events(inputs))
+    assert len(first.writes) == 2
+    assert len(first.facts) == 1
+    before = driven.records()
+
+    again = await driven.worker.process_batch(driven.events(inputs))  # same event ids
+
+    assert again.dead_letters == []  # duplicates are dropped, not dead-lettered
+    assert again.writes == []
+    assert again.facts == []
+    assert again.deliveries == []
+    assert driven.records() == before
+    s = driven.setup.settings
+    assert len(facts_of(await read_topic(driven.setup, s.topic_outcomes), a)) == 1
+    changelog = await read_topic(driven.setup, s.changelog_topic)
+    assert Counter(r.key for r in changelog if r.key in (key(a), key(b))) == {key(a): 1, key(b): 1}
+
+
+async def test_an_invalid_record_is_dead_lettered_and_the_rest_handled(driven: Driven) -> None:
+    a, b, bad = session_id("dl-a"), session_id("dl-b"), session_id("dl-bad")
+    s = driven.setup.settings
+    garbage = b'{"event_id": "x", "type": "session.started", '  # cut short: not JSON
+    invalid = driven.event(s.topic_chat, bad.encode(), garbage)
+    events = [*driven.events([started(a)]), invalid, *driven.events([reply(a), started(b)])]
+
+    batch = await driven.worker.process_batch(events)
+
+    [(message, reason, code)] = batch.dead_letters
+    assert message is invalid.message
+    assert code is Reason.JSON
+    assert set(driven.records()) == {key(a), key(b)}  # the records around it were handled
+    assert [fact.kind for fact, _ in batch.facts] == [Kind.MET]
+
+    [letter] = [
+        r for r in await read_topic(driven.setup, s.topic_deadletter) if r.key == bad.encode()
+    ]
+    assert letter.value == garbage  # the bytes as they came, nothing lost
+    headers = dict(letter.headers)
+    assert headers["reason"].decode() == reason
+    assert "JSON" in reason
+    assert headers["code"] == b"json"
+    assert headers["topic"] == s.topic_chat.encode()
+    assert headers["partition"] == str(invalid.message.partition).encode()
+    assert headers["offset"] == str(invalid.message.offset).encode()
+    [met] = facts_of(await read_topic(driven.setup, s.topic_outcomes), a)
+    assert met["kind"] == Kind.MET
+    invalid_total = driven.registry.get_sample_value(
+        "sla_input_invalid_total", {"topic": s.topic_chat, "reason": "json"}
+    )
+    assert invalid_total == 1.0
+
+
+async def test_the_next_batch_reads_the_record_from_the_table(driven: Driven) -> None:
+    a = session_id("next")
+    first = await driven.worker.process_batch(driven.events([started(a)]))
+    assert [k for k, _, _ in first.writes] == [key(a)]
+    assert driven.worker.overlay == {}
+
+    second = await driven.worker.process_batch(driven.events([reply(a)]))
+
+    assert second.dead_letters == []  # not "no session.started was seen"
+    assert [fact.kind for fact, _ in second.facts] == [Kind.MET]
+    [(k, value, _)] = second.writes
+    assert k == key(a)
+    assert value == driven.records()[key(a)]
+    state = SubjectState.from_bytes(value, k)
+    assert state.responded_at is not None
+    assert state.created_at < state.responded_at
+
+
+async def test_the_next_batch_reads_an_unstored_record_from_the_overlay(driven: Driven) -> None:
+    a = session_id("overlay")
+    start_event, reply_event = driven.events([started(a), reply(a)])
+    # The agent hands the next batch in while the first waits for the broker: handled, its
+    # record in the overlay, nothing stored yet.
+    first = await driven.worker.handle_batch([start_event])
+    assert driven.worker.table.get(key(a), start_event) is None
+    assert set(driven.worker.overlay) == {key(a)}
+
+    second = await driven.worker.process_batch([reply_event])
+
+    assert second.dead_letters == []
+    assert [fact.kind for fact, _ in second.facts] == [Kind.MET]
+    await asyncio.gather(*first.deliveries)
+    assert driven.worker.overlay == {}  # the later batch's record replaced it, and was stored
+    state = SubjectState.from_bytes(driven.records()[key(a)], key(a))
+    assert state.responded_at is not None
