@@ -2,8 +2,9 @@
 in-process on a ``memory://`` app (issue 7): no agent, no consumer, no rebalance.
 
 The app is the one ``sla-monitor worker`` runs (:func:`monitor.live.app.create_app`); only its
-producer is started, against the session's Tansu broker (faust-streaming 0.15.3 has no
-in-memory transport, and the facts, dead letters and changelog records must reach a broker).
+producer is started, against each of the session's brokers, Tansu and Kafka (faust-streaming
+0.15.3 has no in-memory transport, and the facts, dead letters and changelog records must
+reach a broker).
 Input records are the bytes the chat platform's producer sends
 (:func:`monitor.live.records.input_record`), on the partition Kafka's default partitioner
 picks for their key, wrapped in Faust messages and events by the app's own
@@ -30,7 +31,7 @@ from prometheus_client import CollectorRegistry
 from monitor.engine import SubjectState
 from monitor.errors import Reason
 from monitor.live.app import SlaWorker, create_app
-from monitor.live.broker import EmbeddedBroker
+from monitor.live.broker import Broker
 from monitor.live.records import input_record
 from monitor.live.worker import build_engine
 from monitor.metrics import SlaMetrics
@@ -45,9 +46,9 @@ REPLY = "2026-10-08T10:00:01.500+08:00"  # inside the test policy's 4 s first_re
 
 
 @pytest.fixture(scope="module")
-def setup(tansu: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -> LiveSetup:
-    """One topic set for the module; each test has its own app (its own table) and sessions."""
-    live = LiveSetup(tansu, Path(tmp_path_factory.mktemp("batch")))
+def setup(broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> LiveSetup:
+    """One topic set per broker; each test has its own app (its own table) and sessions."""
+    live = LiveSetup(broker, Path(tmp_path_factory.mktemp("batch")))
     asyncio.run(live.create_topics())
     return live
 
