@@ -78,6 +78,7 @@ def buckets_in(groups: int) -> Iterator[int]:
 
 
 HEAD = "\x1fh"
+DAY, WINDOW = "b", "w"  # the record kinds after the policy: a day's or a window's bucket
 
 
 def head_key(policy: str) -> str:
@@ -85,11 +86,26 @@ def head_key(policy: str) -> str:
 
 
 def day_bucket_key(policy: str, day: str, bucket: int) -> str:
-    return f"{policy}\x1fb\x1f{day}\x1f{bucket}"
+    return f"{policy}\x1f{DAY}\x1f{day}\x1f{bucket}"
 
 
 def window_bucket_key(policy: str, window: str, bucket: int) -> str:
-    return f"{policy}\x1fw\x1f{window}\x1f{bucket}"
+    return f"{policy}\x1f{WINDOW}\x1f{window}\x1f{bucket}"
+
+
+class Drain(NamedTuple):
+    """A closed day's or window's buckets that may still be stored (``PolicyHead.draining``)."""
+
+    kind: str  # DAY or WINDOW
+    name: str  # the day (ISO date) or the window ("2026-10")
+    groups: int  # which of its buckets held something (see buckets_in)
+
+
+def drain_keys(policy: str, drain: Drain) -> Iterator[str]:
+    """The keys of every bucket ``drain`` may have left."""
+    key = day_bucket_key if drain.kind == DAY else window_bucket_key
+    for bucket in buckets_in(drain.groups):
+        yield key(policy, drain.name, bucket)
 
 
 @dataclass
@@ -125,8 +141,12 @@ class PolicyHead:
     run: list[DayFigure] = field(default_factory=list)  # final days above the line, in a row
     run_tripped: bool = False
     slow_trips: dict[str, int] = field(default_factory=dict)  # window -> trips
-    late: int = 0  # facts of a day already final
+    late: int = 0  # facts of a day or window already final
     windows: dict[str, WindowHead] = field(default_factory=dict)  # breach_count
+    windows_closed_through: str | None = None  # last final month window ("2026-10")
+    # Closed days and windows whose buckets may still be stored: (kind, name, groups), kind
+    # "b" (a day) or "w" (a window). The next fact deletes them first (see "Crashes").
+    draining: list[Drain] = field(default_factory=list)
 
     def to_obj(self) -> dict[str, Any]:
         return {
@@ -138,6 +158,8 @@ class PolicyHead:
             "slow_trips": self.slow_trips,
             "late": self.late,
             "windows": {w: s.to_obj() for w, s in self.windows.items()},
+            "windows_closed_through": self.windows_closed_through,
+            "draining": [[k, n, format(g, "x")] for k, n, g in self.draining],
         }
 
     @classmethod
@@ -151,6 +173,9 @@ class PolicyHead:
             slow_trips={str(k): int(v) for k, v in obj["slow_trips"].items()},
             late=int(obj["late"]),
             windows={str(w): WindowHead.from_obj(s) for w, s in obj["windows"].items()},
+            # Absent from heads stored before windows closed and buckets drained: none yet.
+            windows_closed_through=obj.get("windows_closed_through"),
+            draining=[Drain(str(k), str(n), int(g, 16)) for k, n, g in obj.get("draining", ())],
         )
 
 
@@ -181,6 +206,7 @@ class TenantState:
         self._records: dict[str, Any] = {}
         self._stored: dict[str, bytes | None] = {}  # as loaded (live): skip unchanged writes
         self._changed: dict[str, None] = {}  # insertion-ordered set
+        self._drained: set[str] = set()  # deletions stored before the heads (see drain)
 
     def get(self, key: str) -> Any:
         """The record of ``key``, None if there is none. Change it in place, then :meth:`put`."""
@@ -193,6 +219,7 @@ class TenantState:
 
     def put(self, key: str, value: Any) -> None:
         self._records[key] = value
+        self._drained.discard(key)
         if self._load is not None:
             self._changed[key] = None
 
@@ -203,11 +230,18 @@ class TenantState:
             self._records[key] = None
             self._changed[key] = None
 
+    def drain(self, key: str) -> None:
+        """Deletes ``key``, a bucket of a day or window an earlier fact closed (nothing reads
+        it any more), and stores that deletion before the heads (see "Crashes")."""
+        self.delete(key)
+        if self._load is not None:
+            self._drained.add(key)
+
     def writes(self) -> list[tuple[str, bytes | None]]:
         """What changed since the last call: ``(key, bytes)`` to store, ``(key, None)`` to
         delete; a record put back unchanged is left out. In the order that survives a crash
-        between two of them (see the module doc, "Crashes"): heads, then the other records,
-        then the deletions."""
+        between two of them (see the module doc, "Crashes"): the drained buckets, the heads,
+        the other records, then the other deletions."""
         out: list[tuple[str, bytes | None]] = []
         for key in self._changed:
             value = self._records.get(key)
@@ -216,9 +250,15 @@ class TenantState:
                 out.append((key, raw))
                 self._stored[key] = raw
         self._changed.clear()
-        out.sort(key=lambda kv: 0 if kv[1] is not None and kv[0].endswith(HEAD) else (
-            1 if kv[1] is not None else 2
-        ))  # fmt: skip
+
+        def rank(write: tuple[str, bytes | None]) -> int:
+            key, raw = write
+            if raw is None:
+                return 0 if key in self._drained else 3
+            return 1 if key.endswith(HEAD) else 2
+
+        out.sort(key=rank)
+        self._drained.clear()
         return out
 
     def keys(self) -> list[str]:
@@ -228,7 +268,10 @@ class TenantState:
 
 __all__ = [
     "BUCKETS",
+    "DAY",
+    "WINDOW",
     "DayFigure",
+    "Drain",
     "PolicyHead",
     "TenantState",
     "WindowHead",
