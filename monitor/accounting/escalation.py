@@ -14,6 +14,10 @@ Two rules, per tenant and policy (a policy's ``accounting.escalation`` section):
     deadlines (when the N-th breach became a fact in event time). A retraction removes a
     breach not yet in a trip (in either arrival order: the two travel on different topics);
     a trip already made stands. A breach counts once however often it is re-delivered.
+    A month window is final once its end is, by the rule that closes a day (below,
+    :func:`_final_through`): its breaches are then forgotten (the trips stand; fewer than N
+    pending can no longer trip) and later facts of it are counted in ``late`` and ignored.
+    The whole-contract window never ends.
 
 ``slow_days`` ("连续 D 天平均首次响应时间超出约定标准 20 %")
     Each day (policy time zone, by when the clock started) gets the mean over its counted
@@ -35,10 +39,17 @@ date the written explanation is due: ``explain_within`` calendar days after the 
 or working days from the policy's business calendar. JSON shape: ``schemas/escalation.schema.json``.
 
 Live and replay agree on ``slow_days`` exactly while the partitions stay within
-``partition_patience`` of each other; on ``breach_count`` when the breaches of one window
-reach the stage in the same order up to each N-th one: breaches of different partitions
-racing at a trip boundary can move a breach between two consecutive trips' evidence (the
-trips' ids and count stay the same).
+``partition_patience`` of each other; on ``breach_count`` when, in addition, the breaches of
+one window reach the stage in the same order up to each N-th one: breaches of different
+partitions racing at a trip boundary can move a breach between two consecutive trips'
+evidence (the trips' ids and count stay the same). A partition that lags more than
+``partition_patience`` across a month's end has its breaches of that month counted as late,
+as its facts of a closed day are.
+
+State: :mod:`monitor.accounting.escalation_state` (small records; what is deleted when, and
+what a crash between a fact's writes leaves). :meth:`Escalator.apply` first drains the
+buckets an earlier fact's crash may have left (its head's ``draining``), then applies the
+rules; closing days and windows adds them to ``draining``.
 """
 
 from __future__ import annotations
