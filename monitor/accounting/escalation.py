@@ -401,7 +401,7 @@ class Escalator:
         final: int,
     ) -> None:
         """Forgets the ``breach_count`` month windows that ended by ``final``: their buckets
-        (every breach and retraction of the month, about 60 bytes each) and their head. Their
+        (every breach and retraction of the month, about 53 bytes each) and their head. Their
         trips are made; breaches still pending (fewer than N) can no longer trip, since any
         later fact of the window is late. The whole-contract window never ends."""
         if rules.window is not Window.MONTH:
