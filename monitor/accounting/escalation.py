@@ -14,10 +14,13 @@ Two rules, per tenant and policy (a policy's ``accounting.escalation`` section):
     deadlines (when the N-th breach became a fact in event time). A retraction removes a
     breach not yet in a trip (in either arrival order: the two travel on different topics);
     a trip already made stands. A breach counts once however often it is re-delivered.
-    A month window is final once its end is, by the rule that closes a day (below,
-    :func:`_final_through`): its breaches are then forgotten (the trips stand; fewer than N
-    pending can no longer trip) and later facts of it are counted in ``late`` and ignored.
-    The whole-contract window never ends.
+    A month window is closed once the *following* month's end is final by the rule that
+    closes a day (below, :func:`_final_through`): its breaches are then forgotten (the trips
+    stand; fewer than N pending can no longer trip) and later facts of it are counted in
+    ``late`` and ignored. The month of grace is for backlogs: a partition lagging more than
+    ``partition_patience`` (10 days measured on a month-long backlog) must not lose a
+    month's breaches, and the penalties they escalate, as a day's stragglers are lost to
+    ``slow_days``. The whole-contract window never ends.
 
 ``slow_days`` ("连续 D 天平均首次响应时间超出约定标准 20 %")
     Each day (policy time zone, by when the clock started) gets the mean over its counted
@@ -42,9 +45,8 @@ Live and replay agree on ``slow_days`` exactly while the partitions stay within
 ``partition_patience`` of each other; on ``breach_count`` when, in addition, the breaches of
 one window reach the stage in the same order up to each N-th one: breaches of different
 partitions racing at a trip boundary can move a breach between two consecutive trips'
-evidence (the trips' ids and count stay the same). A partition that lags more than
-``partition_patience`` across a month's end has its breaches of that month counted as late,
-as its facts of a closed day are.
+evidence (the trips' ids and count stay the same). Only a partition that lags the others by
+more than a calendar month plus ``partition_patience`` has breaches counted as late.
 
 State: :mod:`monitor.accounting.escalation_state` (small records; what is deleted when, and
 what a crash between a fact's writes leaves). :meth:`Escalator.apply` first drains the
@@ -400,17 +402,18 @@ class Escalator:
         rules: EscalationRules,
         final: int,
     ) -> None:
-        """Forgets the ``breach_count`` month windows that ended by ``final``: their buckets
-        (every breach and retraction of the month, about 53 bytes each) and their head. Their
-        trips are made; breaches still pending (fewer than N) can no longer trip, since any
-        later fact of the window is late. The whole-contract window never ends."""
+        """Forgets the ``breach_count`` month windows whose following month ended by
+        ``final`` (a month of grace, see the module doc): their buckets (every breach and
+        retraction of the month, about 53 bytes each) and their head. Their trips are made;
+        breaches still pending (fewer than N) can no longer trip, since any later fact of the
+        window is late. The whole-contract window never ends."""
         if rules.window is not Window.MONTH:
             return
         tz = policy.timezone
         for window in sorted(head.windows):
             if window == CONTRACT:  # a policy that counted over the contract before
                 continue
-            if _month_end(window, tz) > final:
+            if _month_end(_next_month(window), tz) > final:
                 break
             groups = head.windows.pop(window).groups
             for key in drain_keys(policy.name, Drain(WINDOW, window, groups)):
@@ -537,6 +540,12 @@ def _month_end(month: str, tz: tzinfo) -> int:
     first = date.fromisoformat(f"{month}-01")
     last = (first + timedelta(days=31)).replace(day=1) - timedelta(days=1)
     return _day_end(last.isoformat(), tz)
+
+
+def _next_month(month: str) -> str:
+    """The month after ``month`` ("2026-12" -> "2027-01")."""
+    year, number = (int(part) for part in month.split("-"))
+    return f"{year + number // 12:04d}-{number % 12 + 1:02d}"
 
 
 def _day_end(day: str, tz: tzinfo) -> int:

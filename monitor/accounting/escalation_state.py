@@ -33,12 +33,13 @@ A day's mean is computed when it closes, with ``math.fsum`` over its buckets as 
 so the order facts arrived in does not matter); then its buckets are deleted.
 
 Final windows: a month window's buckets are deleted, and its head entry dropped, once the
-month is final by the same rule that closes days (``_final_through`` in
-:mod:`monitor.accounting.escalation`: every lane past the month's end plus
-``day_closes_after``, within ``partition_patience``); later facts of it are ``late``, as for a
-closed day. Kept, they grew by about 53 bytes per breach for good: 307 KB a day at 20k
-sessions a day with 5.8k breaches (``busy_day`` in tests/accounting/test_escalation_state.py),
-some 9 MB a month per tenant. The whole-contract window never ends, so its buckets stay.
+*following* month is final by the same rule that closes days (``_final_through`` in
+:mod:`monitor.accounting.escalation`: every lane past that month's end plus
+``day_closes_after``, within ``partition_patience``; the month of grace keeps a lagging
+partition's breaches counted); later facts of it are ``late``, as for a closed day. Kept,
+they grew by about 53 bytes per breach for good: 307 KB a day at 20k sessions a day with 5.8k
+breaches (``busy_day`` in tests/accounting/test_escalation_state.py), some 9 MB a month per
+tenant; now at most two months are kept. The whole-contract window never ends, so its buckets stay.
 
 Crashes: the live stage stores a fact's records one by one, so a SIGKILL can keep a prefix
 of them; the fact is then read again (its offset was not committed) and applied to that
@@ -166,7 +167,7 @@ class PolicyHead:
     slow_trips: dict[str, int] = field(default_factory=dict)  # window -> trips
     late: int = 0  # facts of a day or window already final
     windows: dict[str, WindowHead] = field(default_factory=dict)  # breach_count
-    windows_closed_through: str | None = None  # last final month window ("2026-10")
+    windows_closed_through: str | None = None  # last closed month window ("2026-10")
     # Closed days and windows whose buckets may still be stored: (kind, name, groups), kind
     # "b" (a day) or "w" (a window). The next fact deletes them first (see "Crashes").
     draining: list[Drain] = field(default_factory=list)

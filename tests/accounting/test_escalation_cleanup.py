@@ -10,8 +10,9 @@ of a fact's writes. A tenant's October of chat first responses (180 s targets), 
   so one ``slow_days`` trip, and 12 breaches = 4 ``breach_count`` trips (N = 3);
 * 20, 28 and 31 Oct: one breach each, 28 Oct's retracted: 2 breaches pending at the month's
   end, so one more October breach would trip a fifth time;
-* 1-3 Nov: the same met sessions, and one breach on 2 Nov. October is final once a fact of a
-  clock started after 1 Nov 01:00 (its end plus ``day_closes_after``, 1 h) has arrived.
+* 1 Nov-2 Dec: the same met sessions, and one breach on 2 Nov. October's window closes once
+  November is final too (a month of grace): once a fact of a clock started after 1 Dec 01:00
+  (November's end plus ``day_closes_after``, 1 h) has arrived.
 """
 
 from __future__ import annotations
@@ -70,9 +71,9 @@ def chat(kind: Kind, subject: str, start: int, elapsed: float | None = None) -> 
 
 
 def traffic() -> list[SlaEvent]:
-    """October and 1-3 November as the module doc says, in detection order (replay's)."""
+    """October to 2 December as the module doc says, in detection order (replay's)."""
     facts = []
-    for day in range(34):  # 1 Oct .. 3 Nov
+    for day in range(63):  # 1 Oct .. 2 Dec
         base = OCT_1 + day * DAY
         for hour in (10, 11, 12):
             facts.append(chat(Kind.MET, f"M-{day}-{hour}", base + hour * HOUR, 60.0))
@@ -133,7 +134,8 @@ def policies_with_contract_window(tmp: Path) -> Path:
 def test_a_final_month_forgets_its_breaches_and_counts_later_ones_as_late() -> None:
     facts = traffic()
     escalator = Escalator(load_policy_set(None))
-    final_at = OCT_1 + 31 * DAY + HOUR  # 1 Nov 01:00: October's end plus day_closes_after
+    final_at = OCT_1 + 61 * DAY + HOUR  # 1 Dec 01:00: November's end plus day_closes_after
+    grace_checked = False
     memory, in_memory = TenantState(), []
     for fact in facts:
         in_memory += [e.to_dict(BEIJING) for e in escalator.apply(memory, fact)]
@@ -153,6 +155,13 @@ def test_a_final_month_forgets_its_breaches_and_counts_later_ones_as_late() -> N
         head = head_of(store)
         if fact.started_at < final_at:
             window_keys_before_final = len(october)
+            if not grace_checked and fact.started_at > OCT_1 + 45 * DAY:  # mid-November
+                # A partition lagging two weeks (past partition_patience) still has its
+                # October breach counted: with the 2 pending, it trips a fifth time.
+                lagging = dict(store)
+                late, _ = apply_stored(escalator, lagging, late_october_breach(), "")
+                assert [(t["window"], t["ordinal"]) for t in late] == [("2026-10", 5)]
+                grace_checked = True
             assert ("2026-10" in head.windows) == (fact.started_at >= OCT_1 + 4 * DAY + 13 * HOUR)
             assert head.windows_closed_through is None
         else:  # the first fact past the point, and every later one
@@ -160,6 +169,7 @@ def test_a_final_month_forgets_its_breaches_and_counts_later_ones_as_late() -> N
             assert "2026-10" not in head.windows
             assert head.windows_closed_through == "2026-10"
         assert orphans(store) == []  # closed days' buckets are gone too
+    assert grace_checked
     assert window_keys_before_final >= 10  # 15 breaches and a retraction, hashed
     assert stored == [str(e["escalation_id"]) for e in in_memory]
     # The late breach: counted as late and ignored, as for a closed day. (Before windows
