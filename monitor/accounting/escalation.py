@@ -14,6 +14,13 @@ Two rules, per tenant and policy (a policy's ``accounting.escalation`` section):
     deadlines (when the N-th breach became a fact in event time). A retraction removes a
     breach not yet in a trip (in either arrival order: the two travel on different topics);
     a trip already made stands. A breach counts once however often it is re-delivered.
+    A month window is closed once the *following* month's end is final by the rule that
+    closes a day (below, :func:`_final_through`): its breaches are then forgotten (the trips
+    stand; fewer than N pending can no longer trip) and later facts of it are counted in
+    ``late`` and ignored. The month of grace is for backlogs: a partition lagging more than
+    ``partition_patience`` (10 days measured on a month-long backlog) must not lose a
+    month's breaches, and the penalties they escalate, as a day's stragglers are lost to
+    ``slow_days``. The whole-contract window never ends.
 
 ``slow_days`` ("连续 D 天平均首次响应时间超出约定标准 20 %")
     Each day (policy time zone, by when the clock started) gets the mean over its counted
@@ -35,10 +42,16 @@ date the written explanation is due: ``explain_within`` calendar days after the 
 or working days from the policy's business calendar. JSON shape: ``schemas/escalation.schema.json``.
 
 Live and replay agree on ``slow_days`` exactly while the partitions stay within
-``partition_patience`` of each other; on ``breach_count`` when the breaches of one window
-reach the stage in the same order up to each N-th one: breaches of different partitions
-racing at a trip boundary can move a breach between two consecutive trips' evidence (the
-trips' ids and count stay the same).
+``partition_patience`` of each other; on ``breach_count`` when, in addition, the breaches of
+one window reach the stage in the same order up to each N-th one: breaches of different
+partitions racing at a trip boundary can move a breach between two consecutive trips'
+evidence (the trips' ids and count stay the same). Only a partition that lags the others by
+more than a calendar month plus ``partition_patience`` has breaches counted as late.
+
+State: :mod:`monitor.accounting.escalation_state` (small records; what is deleted when, and
+what a crash between a fact's writes leaves). :meth:`Escalator.apply` first drains the
+buckets an earlier fact's crash may have left (its head's ``draining``), then applies the
+rules; closing days and windows adds them to ``draining``.
 """
 
 from __future__ import annotations
@@ -50,13 +63,17 @@ from datetime import date, datetime, time, timedelta, tzinfo
 from typing import Any, NamedTuple
 
 from monitor.accounting.escalation_state import (
+    DAY,
+    WINDOW,
     DayFigure,
+    Drain,
     PolicyHead,
     TenantState,
     WindowHead,
     bucket_of,
     buckets_in,
     day_bucket_key,
+    drain_keys,
     group_bit,
     head_key,
     window_bucket_key,
@@ -70,6 +87,7 @@ from monitor.timeutil import format_rfc3339, from_datetime, to_datetime
 
 BREACH_COUNT = "breach_count"
 SLOW_DAYS = "slow_days"
+CONTRACT = "contract"  # the window that never ends (Window.CONTRACT)
 
 
 class Escalation(NamedTuple):
@@ -190,10 +208,27 @@ class Escalator:
         head: PolicyHead | None = state.get(key)
         if head is None:
             head = PolicyHead()
+        # Buckets an earlier fact's crash may have left: deleted before this head is stored
+        # (escalation_state, "Crashes").
+        for drain in head.draining:
+            for bucket_key in drain_keys(policy.name, drain):
+                state.drain(bucket_key)
+        head.draining = []
         out: list[Escalation] = []
+        late = False  # the fact's day or window is final already: it changes nothing there
         if fact.kind in (Kind.BREACH, Kind.RETRACTION):
-            out.extend(self._breach_count(state, head, fact, policy, rules))
-        out.extend(self._slow_days(state, head, fact, policy, rules, lane=lane))
+            window = _window(fact.started_at, policy, rules)
+            if _window_closed(head, window):
+                late = True
+            else:
+                out.extend(self._breach_count(state, head, fact, policy, rules, window=window))
+        day = to_datetime(fact.started_at, policy.timezone).date().isoformat()
+        if head.closed_through is not None and day <= head.closed_through:
+            late = True
+        else:
+            out.extend(self._slow_days(state, head, fact, policy, rules, day=day, lane=lane))
+        if late:
+            head.late += 1
         state.put(key, head)
         return out
 
@@ -204,12 +239,9 @@ class Escalator:
         fact: SlaEvent,
         policy: Policy,
         rules: EscalationRules,
+        *,
+        window: str,
     ) -> list[Escalation]:
-        window = (
-            _month(fact.started_at, policy.timezone)
-            if rules.window is Window.MONTH
-            else ("contract")
-        )
         wh = head.windows.setdefault(window, WindowHead())
         sid, bucket = fact.sla_id, bucket_of(fact.sla_id)
         key = window_bucket_key(policy.name, window, bucket)
@@ -266,13 +298,10 @@ class Escalator:
         policy: Policy,
         rules: EscalationRules,
         *,
+        day: str,
         lane: str,
     ) -> list[Escalation]:
-        tz = policy.timezone
-        day = to_datetime(fact.started_at, tz).date().isoformat()
-        if head.closed_through is not None and day <= head.closed_through:
-            head.late += 1
-            return []
+        """``day``: the fact's, not final yet (apply counts facts of final days as late)."""
         # Any fact opens its day, a retraction too (an empty day breaks a run).
         head.open_days.setdefault(day, 0)
         sid, bucket = fact.sla_id, bucket_of(fact.sla_id)
@@ -310,20 +339,24 @@ class Escalator:
         policy: Policy,
         rules: EscalationRules,
     ) -> list[Escalation]:
+        """Closes the days, then the month windows, that are final (see :func:`_final_through`),
+        oldest first; returns the ``slow_days`` trips."""
         out: list[Escalation] = []
-        horizon = _watermark(head.lanes, rules.partition_patience)
-        if horizon is None:
+        final = _final_through(head, rules)
+        if final is None:
             return out
         tz = policy.timezone
         for day in sorted(head.open_days):
             end = _day_end(day, tz)
-            if end + rules.day_closes_after > horizon:
+            if end > final:
                 break
             ratios: list[float] = []
-            for bucket in buckets_in(head.open_days.pop(day)):
+            groups = head.open_days.pop(day)
+            for bucket in buckets_in(groups):
                 key = day_bucket_key(policy.name, day, bucket)
                 ratios.extend(r for r, _ in (state.get(key) or {}).values())
-                state.delete(key)
+                state.delete(key)  # stored after the head: the next fact deletes them again
+            head.draining.append(Drain(DAY, day, groups))
             head.closed_through = day
             figure = (
                 # fsum: exact, so the order the facts arrived in (live) cannot change the mean
@@ -341,7 +374,7 @@ class Escalator:
             head.run.append(figure)
             if len(head.run) >= rules.consecutive_days and not head.run_tripped:
                 head.run_tripped = True
-                window = day[:7] if rules.window is Window.MONTH else "contract"
+                window = day[:7] if rules.window is Window.MONTH else CONTRACT
                 head.slow_trips[window] = ordinal = head.slow_trips.get(window, 0) + 1
                 evidence = tuple(head.run[-rules.consecutive_days :])
                 out.append(
@@ -358,7 +391,35 @@ class Escalator:
                     )
                 )
             head.run = head.run[-rules.consecutive_days :]
+        self._close_windows(state, head, policy, rules, final)
         return out
+
+    def _close_windows(
+        self,
+        state: TenantState,
+        head: PolicyHead,
+        policy: Policy,
+        rules: EscalationRules,
+        final: int,
+    ) -> None:
+        """Forgets the ``breach_count`` month windows whose following month ended by
+        ``final`` (a month of grace, see the module doc): their buckets (every breach and
+        retraction of the month, about 53 bytes each) and their head. Their trips are made;
+        breaches still pending (fewer than N) can no longer trip, since any later fact of the
+        window is late. The whole-contract window never ends."""
+        if rules.window is not Window.MONTH:
+            return
+        tz = policy.timezone
+        for window in sorted(head.windows):
+            if window == CONTRACT:  # a policy that counted over the contract before
+                continue
+            if _month_end(_next_month(window), tz) > final:
+                break
+            groups = head.windows.pop(window).groups
+            for key in drain_keys(policy.name, Drain(WINDOW, window, groups)):
+                state.delete(key)  # stored after the head: the next fact deletes them again
+            head.draining.append(Drain(WINDOW, window, groups))
+            head.windows_closed_through = window
 
     def _escalation(
         self,
@@ -424,6 +485,15 @@ def add_working_days(start: date, days: int, calendar: DayCalendar) -> date:
     return current
 
 
+def _final_through(head: PolicyHead, rules: EscalationRules) -> int | None:
+    """The instant up to which the tenant's figures are final: a day or a month window that
+    ended by then is closed (facts of it arriving later are ``late``). That is once a fact of
+    a clock started ``day_closes_after`` past the end has arrived on every lane (within
+    ``partition_patience``, see :func:`_watermark`). None before any lane has a fact."""
+    horizon = _watermark(head.lanes, rules.partition_patience)
+    return None if horizon is None else horizon - rules.day_closes_after
+
+
 def _watermark(lanes: dict[str, int], patience: int) -> int | None:
     """The instant every lane has passed: the slowest lane's latest ``started_at``, ignoring
     lanes more than ``patience`` (``partition_patience``) behind the fastest. Replay has one
@@ -453,8 +523,29 @@ def _ratio(fact: SlaEvent) -> float:
     return elapsed / fact.target_seconds if fact.target_seconds > 0 else 0.0
 
 
-def _month(instant: int, tz: tzinfo) -> str:
-    return to_datetime(instant, tz).strftime("%Y-%m")
+def _window(instant: int, policy: Policy, rules: EscalationRules) -> str:
+    """The ``breach_count`` window of a clock started at ``instant``."""
+    if rules.window is Window.MONTH:
+        return to_datetime(instant, policy.timezone).strftime("%Y-%m")
+    return CONTRACT
+
+
+def _window_closed(head: PolicyHead, window: str) -> bool:
+    closed = head.windows_closed_through
+    return window != CONTRACT and closed is not None and window <= closed
+
+
+def _month_end(month: str, tz: tzinfo) -> int:
+    """The instant the local month ``month`` ("2026-10") ends (its last day's end)."""
+    first = date.fromisoformat(f"{month}-01")
+    last = (first + timedelta(days=31)).replace(day=1) - timedelta(days=1)
+    return _day_end(last.isoformat(), tz)
+
+
+def _next_month(month: str) -> str:
+    """The month after ``month`` ("2026-12" -> "2027-01")."""
+    year, number = (int(part) for part in month.split("-"))
+    return f"{year + number // 12:04d}-{number % 12 + 1:02d}"
 
 
 def _day_end(day: str, tz: tzinfo) -> int:

@@ -12,12 +12,15 @@ ratio, every breach of the month) in one table value and rewrote it for every fa
 O(facts so far) bytes per fact: at 20k sessions a day (tests/accounting/
 test_escalation_state.py), 469 KB written per fact on average, 995 KB at the day's end, 35 ms
 per fact; live, breach detection p99 went from 0.3 s to 8.6 s with the stage on. Now a fact
-changes at most three records of O(1) size (about 700 bytes in all at 20k a day):
+changes at most three records of O(1) size (about 700 bytes in all at 20k a day), and a
+fact that closes a day or a month also deletes its buckets:
 
 ``<policy> h`` (:class:`PolicyHead`)
     the running figures: per-lane watermarks, the open days (with which of their buckets
-    hold something), the ``slow_days`` run, trips per window, and per ``breach_count``
-    window the pending breaches (fewer than N) and the latest trip's evidence.
+    hold something), the ``slow_days`` run, trips per window, per ``breach_count`` window
+    the pending breaches (fewer than N) and the latest trip's evidence, the last final day
+    and month window, and the closed days and windows whose buckets may still be stored
+    (``draining``, see "Crashes").
 ``<policy> b <day> <bucket>``
     the targets of an open day counted by ``slow_days``: ``sla_id`` -> [ratio, met] (a met
     replaces a breach, a retraction removes one, a repeat changes nothing). 4096 buckets by
@@ -27,18 +30,39 @@ changes at most three records of O(1) size (about 700 bytes in all at 20k a day)
     breach counts once and a retraction that arrives first still cancels its breach.
 
 A day's mean is computed when it closes, with ``math.fsum`` over its buckets as before (exact,
-so the order facts arrived in does not matter); then its buckets are deleted. The window
-buckets stay, as the old ``counted``/``retracted`` lists did: about 60 bytes per breach.
+so the order facts arrived in does not matter); then its buckets are deleted.
+
+Final windows: a month window's buckets are deleted, and its head entry dropped, once the
+*following* month is final by the same rule that closes days (``_final_through`` in
+:mod:`monitor.accounting.escalation`: every lane past that month's end plus
+``day_closes_after``, within ``partition_patience``; the month of grace keeps a lagging
+partition's breaches counted); later facts of it are ``late``, as for a closed day. Kept,
+they grew by about 53 bytes per breach for good: 307 KB a day at 20k sessions a day with 5.8k
+breaches (``busy_day`` in tests/accounting/test_escalation_state.py), some 9 MB a month per
+tenant; now at most two months are kept. The whole-contract window never ends, so its buckets stay.
 
 Crashes: the live stage stores a fact's records one by one, so a SIGKILL can keep a prefix
 of them; the fact is then read again (its offset was not committed) and applied to that
-state. :meth:`TenantState.writes` puts the head first, then the buckets, then deletions, and
-every rule reads a head stored without its buckets as "this fact was applied": a day's
-entries are set, not added (a repeat changes nothing), a breach already pending or in the
-latest trip's evidence is not counted again, a closed day is closed. No running sum is kept
-anywhere, because a sum stored before its bucket would count the fact twice. A crash after
-the head but before a closed day's deletions leaves those buckets behind, unread (facts of
-a closed day are ``late``).
+state. :meth:`TenantState.writes` puts the drained buckets first, then the head, then the
+other buckets, then deletions, and every rule reads a head stored without its buckets as
+"this fact was applied": a day's entries are set, not added (a repeat changes nothing), a
+breach already pending or in the latest trip's evidence is not counted again, a closed day
+or window is closed. No running sum is kept anywhere, because a sum stored before its
+bucket would count the fact twice.
+
+A closing fact must store its head before deleting the closed day's (or window's) buckets:
+deleted first, a crash in between would leave the day open in the old head with its buckets
+gone, and the repeated fact would compute the day's mean from what is left. So the head lists
+the closed day in ``draining`` (:class:`Drain`: the day and its groups mask), and the next fact
+of that tenant and policy deletes those buckets again (:meth:`TenantState.drain`) *before* its
+own head, which it stores with the list cleared. That order is safe because nothing reads a
+closed day's or window's buckets; and a crash anywhere leaves at most a list entry that the
+next fact drains again (a bucket already gone is not read back as a deletion, so this costs
+reads, not writes: 3 ms for the 4096 buckets of a 20k-session day, dict store). Before this, a
+SIGKILL between the head and the deletions left those buckets stored for good
+(tests/accounting/test_escalation_cleanup.py simulates it at every closing fact). A head
+stored without ``draining`` or ``windows_closed_through`` (the layout before them) reads as
+having neither.
 """
 
 from __future__ import annotations
@@ -78,6 +102,7 @@ def buckets_in(groups: int) -> Iterator[int]:
 
 
 HEAD = "\x1fh"
+DAY, WINDOW = "b", "w"  # the record kinds after the policy: a day's or a window's bucket
 
 
 def head_key(policy: str) -> str:
@@ -85,11 +110,26 @@ def head_key(policy: str) -> str:
 
 
 def day_bucket_key(policy: str, day: str, bucket: int) -> str:
-    return f"{policy}\x1fb\x1f{day}\x1f{bucket}"
+    return f"{policy}\x1f{DAY}\x1f{day}\x1f{bucket}"
 
 
 def window_bucket_key(policy: str, window: str, bucket: int) -> str:
-    return f"{policy}\x1fw\x1f{window}\x1f{bucket}"
+    return f"{policy}\x1f{WINDOW}\x1f{window}\x1f{bucket}"
+
+
+class Drain(NamedTuple):
+    """A closed day's or window's buckets that may still be stored (``PolicyHead.draining``)."""
+
+    kind: str  # DAY or WINDOW
+    name: str  # the day (ISO date) or the window ("2026-10")
+    groups: int  # which of its buckets held something (see buckets_in)
+
+
+def drain_keys(policy: str, drain: Drain) -> Iterator[str]:
+    """The keys of every bucket ``drain`` may have left."""
+    key = day_bucket_key if drain.kind == DAY else window_bucket_key
+    for bucket in buckets_in(drain.groups):
+        yield key(policy, drain.name, bucket)
 
 
 @dataclass
@@ -125,8 +165,12 @@ class PolicyHead:
     run: list[DayFigure] = field(default_factory=list)  # final days above the line, in a row
     run_tripped: bool = False
     slow_trips: dict[str, int] = field(default_factory=dict)  # window -> trips
-    late: int = 0  # facts of a day already final
+    late: int = 0  # facts of a day or window already final
     windows: dict[str, WindowHead] = field(default_factory=dict)  # breach_count
+    windows_closed_through: str | None = None  # last closed month window ("2026-10")
+    # Closed days and windows whose buckets may still be stored: (kind, name, groups), kind
+    # "b" (a day) or "w" (a window). The next fact deletes them first (see "Crashes").
+    draining: list[Drain] = field(default_factory=list)
 
     def to_obj(self) -> dict[str, Any]:
         return {
@@ -138,6 +182,8 @@ class PolicyHead:
             "slow_trips": self.slow_trips,
             "late": self.late,
             "windows": {w: s.to_obj() for w, s in self.windows.items()},
+            "windows_closed_through": self.windows_closed_through,
+            "draining": [[k, n, format(g, "x")] for k, n, g in self.draining],
         }
 
     @classmethod
@@ -151,6 +197,9 @@ class PolicyHead:
             slow_trips={str(k): int(v) for k, v in obj["slow_trips"].items()},
             late=int(obj["late"]),
             windows={str(w): WindowHead.from_obj(s) for w, s in obj["windows"].items()},
+            # Absent from heads stored before windows closed and buckets drained: none yet.
+            windows_closed_through=obj.get("windows_closed_through"),
+            draining=[Drain(str(k), str(n), int(g, 16)) for k, n, g in obj.get("draining", ())],
         )
 
 
@@ -181,6 +230,7 @@ class TenantState:
         self._records: dict[str, Any] = {}
         self._stored: dict[str, bytes | None] = {}  # as loaded (live): skip unchanged writes
         self._changed: dict[str, None] = {}  # insertion-ordered set
+        self._drained: set[str] = set()  # deletions stored before the heads (see drain)
 
     def get(self, key: str) -> Any:
         """The record of ``key``, None if there is none. Change it in place, then :meth:`put`."""
@@ -193,6 +243,7 @@ class TenantState:
 
     def put(self, key: str, value: Any) -> None:
         self._records[key] = value
+        self._drained.discard(key)
         if self._load is not None:
             self._changed[key] = None
 
@@ -203,11 +254,18 @@ class TenantState:
             self._records[key] = None
             self._changed[key] = None
 
+    def drain(self, key: str) -> None:
+        """Deletes ``key``, a bucket of a day or window an earlier fact closed (nothing reads
+        it any more), and stores that deletion before the heads (see "Crashes")."""
+        self.delete(key)
+        if self._load is not None:
+            self._drained.add(key)
+
     def writes(self) -> list[tuple[str, bytes | None]]:
         """What changed since the last call: ``(key, bytes)`` to store, ``(key, None)`` to
         delete; a record put back unchanged is left out. In the order that survives a crash
-        between two of them (see the module doc, "Crashes"): heads, then the other records,
-        then the deletions."""
+        between two of them (see the module doc, "Crashes"): the drained buckets, the heads,
+        the other records, then the other deletions."""
         out: list[tuple[str, bytes | None]] = []
         for key in self._changed:
             value = self._records.get(key)
@@ -216,9 +274,15 @@ class TenantState:
                 out.append((key, raw))
                 self._stored[key] = raw
         self._changed.clear()
-        out.sort(key=lambda kv: 0 if kv[1] is not None and kv[0].endswith(HEAD) else (
-            1 if kv[1] is not None else 2
-        ))  # fmt: skip
+
+        def rank(write: tuple[str, bytes | None]) -> int:
+            key, raw = write
+            if raw is None:
+                return 0 if key in self._drained else 3
+            return 1 if key.endswith(HEAD) else 2
+
+        out.sort(key=rank)
+        self._drained.clear()
         return out
 
     def keys(self) -> list[str]:
@@ -228,7 +292,10 @@ class TenantState:
 
 __all__ = [
     "BUCKETS",
+    "DAY",
+    "WINDOW",
     "DayFigure",
+    "Drain",
     "PolicyHead",
     "TenantState",
     "WindowHead",

@@ -14,9 +14,10 @@ to the same app, and hooks the worker's ``on_fact``. Then:
   ``--escalations``) to the tenant's records in the ``tenants`` table, read on demand
   (:mod:`monitor.accounting.escalation_state`: a fact writes a few hundred bytes, not the
   tenant's whole state), publishes each trip to ``sla.escalations`` (key tenant) and waits
-  for the broker's acknowledgement, *then* stores the changed records, head first (a crash
-  between the two re-emits the same ``escalation_id``/``fact_id``; a crash between two
-  records is covered there), never loses a trip;
+  for the broker's acknowledgement, *then* stores the changed records in the order
+  :meth:`~monitor.accounting.escalation_state.TenantState.writes` gives, head before its
+  buckets (a crash between the two re-emits the same ``escalation_id``/``fact_id``; a crash
+  between two records is covered there, "Crashes"), never loses a trip;
 * Faust calls :meth:`EscalationStage._agent_status` for ``agents`` (key ``agent_id``):
   validates each ``agent.status`` event (:func:`monitor.validation.parse_agent_status`) and
   dead-letters invalid or mis-keyed ones with the reason, like every input. Valid events need
