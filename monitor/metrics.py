@@ -28,6 +28,7 @@ Metric names (Prometheus conventions: base units, ``_total`` for counters)::
     sla_clock_mode{topic,partition,mode}                           gauge, 1 for the active mode:
                                                                    wall or event
     sla_escalations_total{tenant,rule}                             002 6.2 escalations published
+    sla_worker_stall_fences_total                                  stalls that fenced the worker
 
 ``tests/test_metrics.py`` checks this list against what :class:`SlaMetrics` registers.
 
@@ -231,6 +232,13 @@ class SlaMetrics:
             ["topic", "reason"],
             registry=reg,
         )
+        self.stall_fences = Counter(
+            "sla_worker_stall_fences",
+            "Times the worker's event loop stalled past half the consumer-group session timeout "
+            "while it owned partitions (a frozen process, a VM pause): it dropped its batches in "
+            "flight, unstored, and asked the group to rebalance (monitor.live.fence).",
+            registry=reg,
+        )
         self.input_skipped = Counter(
             "sla_input_skipped_offsets_total",
             "Offsets between two consecutive input records of a partition that the worker never "
@@ -359,6 +367,10 @@ class SlaMetrics:
         """Counts ``count`` offsets of ``topic`` that arrived at the worker as a hole between two
         consecutive records of a partition (see ``sla_input_skipped_offsets_total``)."""
         self.input_skipped.labels(topic=topic).inc(count)
+
+    def stall_fenced(self) -> None:
+        """Counts one stall fence (see ``sla_worker_stall_fences_total``)."""
+        self.stall_fences.inc()
 
     # -- worker state (the worker's timer loop and consumer call these) ----------------------
 

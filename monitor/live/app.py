@@ -54,6 +54,7 @@ from typing import Any
 import faust
 import orjson
 from faust.types import TP
+from faust.types.tuples import ack_lock
 
 from monitor.engine import SlaEngine, SubjectState
 from monitor.engine.state import state_key
@@ -65,6 +66,7 @@ from monitor.live import faust_fixes
 from monitor.live.batch import Batch, Pending
 from monitor.live.clock import PartitionClocks, wall_clock
 from monitor.live.config import Settings
+from monitor.live.fence import BEAT, StallFence
 from monitor.live.lane import Lane
 from monitor.live.table_store import SubjectTable
 from monitor.metrics import SlaMetrics
@@ -203,6 +205,10 @@ class SlaWorker:
         # input not acknowledged; after every rebalance Faust seeks to the committed offsets, so
         # that input is read again, by this worker or the new owner (at-least-once).
         self.epoch = 0
+        # A loop that stood still for half the session timeout may have been evicted: fence
+        # (drop batches in flight, handle and fire nothing) until the group has rebalanced.
+        self.fence = StallFence(limit=settings.session_timeout / 2)
+        self._rejoining: asyncio.Future[None] | None = None  # the request a fence made
 
         app: Any = faust.App(settings.app_id, **faust_settings(settings))
         app.sla_worker = self
@@ -274,11 +280,17 @@ class SlaWorker:
             asyncio.ensure_future(self._in_order(completing, self._complete, settling)),
             asyncio.ensure_future(self._in_order(settling, partial(self._settle, stream))),
         ]
+        watchdog = asyncio.ensure_future(self._watch_stalls())
         events: list[Any] = []
         opened, epoch = 0.0, self.epoch
         try:
             async for event in stream.events():
+                if self.fence.fenced:  # read again after the rebalance (monitor.live.fence)
+                    self._release([*events, event])
+                    events = []
+                    continue
                 if events and epoch != self.epoch:  # gathered before a revocation: stale
+                    self._release(events)
                     events = []
                 events.append(event)
                 if len(events) == 1:
@@ -294,7 +306,8 @@ class SlaWorker:
                         await asyncio.sleep(min(left, _LINGER_STEP))
                         if not waiting.empty():
                             continue
-                if epoch != self.epoch:  # a revocation came while the batch lingered
+                if epoch != self.epoch or self.fence.fenced:  # a revocation or a fence came
+                    self._release(events)  # while the batch lingered
                     events = []
                     continue
                 for step in steps:  # one failed: surface its error, do not pile up batches
@@ -303,8 +316,57 @@ class SlaWorker:
                 await completing.put(await self.handle_batch(events))
                 events = []
         finally:
+            watchdog.cancel()
             await completing.put(None)
             await asyncio.gather(*steps)
+
+    async def _watch_stalls(self) -> None:
+        """Turns every :data:`~monitor.live.fence.BEAT` seconds, so that a stall of the event
+        loop shows as a late turn (see :mod:`monitor.live.fence`)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            stalled = self.fence.beat(loop.time())
+            if stalled is not None:
+                self._on_stall(stalled)
+            await asyncio.sleep(BEAT)
+
+    def _check_stall(self) -> None:
+        """Fences now if the loop stood still past the limit and the watchdog has not turned
+        since (it may run after the step that calls this, once the loop turns again)."""
+        stalled = self.fence.check(asyncio.get_running_loop().time())
+        if stalled is not None:
+            self._on_stall(stalled)
+
+    def _on_stall(self, stalled: float) -> None:
+        """A stall of ``stalled`` seconds: while owning partitions, fence (once) and ask the
+        group to rebalance; batches handled until now are stale, as after a revocation."""
+        if not self.ready or not self.fence.close():
+            return  # rebalancing or recovering already (nothing to protect), or fenced
+        self.ready = False
+        self.epoch += 1
+        self.overlay.clear()
+        self.metrics.stall_fenced()
+        log.warning(
+            "the event loop stood still for %.1f s (over %.1f s, half the session timeout): "
+            "this worker may have been evicted from its group, so it drops its batches in "
+            "flight (their input is read again) and rejoins; if this repeats, find what "
+            "freezes the process (CPU limits, swapping, VM pauses)",
+            stalled, self.fence.limit,
+        )  # fmt: skip
+        self._rejoining = asyncio.ensure_future(self._rejoin())
+
+    async def _rejoin(self) -> None:
+        """Asks aiokafka's group coordinator, on the consumer's own thread, to rejoin."""
+        try:
+            thread = self.app.consumer._thread
+            coordinator = thread._ensure_consumer()._coordinator
+
+            async def request() -> None:
+                coordinator.request_rejoin()
+
+            await thread.call_thread(request)
+        except Exception:  # stopping, or no group: a failed heartbeat rejoins in any case
+            log.exception("could not ask the consumer group to rebalance after a stall")
 
     @staticmethod
     async def _in_order(
@@ -380,6 +442,7 @@ class SlaWorker:
         if batch.deliveries:
             await asyncio.gather(*batch.deliveries)
         self._observe(batch)
+        self._check_stall()  # a frozen worker must not store what it handled before
         if batch.epoch != self.epoch:
             return  # stale (see SlaWorker.epoch): the input will be read and handled again
         batch.stored = await self.table.store(batch.writes, self.app.producer)
@@ -393,9 +456,28 @@ class SlaWorker:
         so that the next batch's outputs and records are not held up by this wait."""
         await self.table.settle(batch.stored)
         self.metrics.set_open_timers(sum(len(lane.index) for lane in self.lanes.values()))
-        if stream is not None and batch.epoch == self.epoch:
+        if stream is None:
+            return
+        if batch.epoch == self.epoch:
             for event in batch.events:
                 await stream.ack(event)
+        else:
+            self._release(batch.events)
+
+    def _release(self, events: Iterable[Any]) -> None:
+        """Lets Faust stop waiting for ``events`` that a revocation or a fence made stale,
+        *without* acknowledging them: their offsets are never committed by this worker, so
+        they are read again after the rebalance seeks to the committed offsets.
+
+        Why: Faust's revocation first waits until every record it handed to the agent is
+        acknowledged (``stream_wait_empty``). A fence drops its batches before the revocation
+        comes, and the wait then never ended (seen: "wait_empty: Waiting for tasks" on the
+        zombie of tests/live/test_faults_rebalance.py, and no rejoin within 120 s)."""
+        unacked = self.app.consumer._unacked_messages
+        with ack_lock:  # Faust's own guard of these fields (faust.types.tuples)
+            for event in events:
+                event.message.acked = True
+                unacked.discard(event.message)
 
     def _advance(self, tp: TP, offset: int) -> None:
         """Records ``offset`` as handled, and reports a hole since the previous record: input
@@ -561,6 +643,7 @@ class SlaWorker:
     async def _tick(self) -> None:
         """Publishes a timer firing for every key whose deadline its partition's clock passed,
         and accounts channel service time (availability) up to now."""
+        self._check_stall()  # thawed: its index is stale if the group moved on
         if self._busy():
             return
         self.kpis.advance(self.wall())
@@ -682,6 +765,7 @@ class SlaWorker:
                 count += 1
         self.lanes = fresh
         self.metrics.set_open_timers(count)
+        self.fence.lift(asyncio.get_running_loop().time())  # also: the rebuild's stall is ours
         self.ready = True
         log.info("deadline index rebuilt: %d pending over partitions %s", count, sorted(numbers))
 
