@@ -15,9 +15,9 @@ from monitor import schemas
 from monitor.accounting.escalation import Escalator, TenantState, escalation_from_dict
 from monitor.policy import load_policy_set
 from monitor.policy.loader import BUNDLED_POLICIES
-from monitor.sla_event import Kind, SlaEvent, make_sla_id
-from monitor.vocabulary import Metric, Period
+from monitor.sla_event import Kind, SlaEvent
 from tests.accounting.known_month import BEIJING
+from tests.accounting.test_escalation_cleanup import chat
 
 DEC_28 = 1_798_387_200_000_000  # 2026-12-28T00:00:00+08:00, a Monday
 
@@ -42,32 +42,8 @@ def policies(tmp: Path, overrides: bool) -> Path:
 
 
 def three_breaches() -> list[SlaEvent]:
-    out = []
-    for i in range(3):
-        start = DEC_28 + (10 + i) * 3_600_000_000  # 10:00, 11:00, 12:00
-        subject = f"S-dec-{i}"
-        out.append(
-            SlaEvent(
-                make_sla_id("t", "chat_session", subject, "first_response", 0),
-                Kind.BREACH,
-                Metric.FIRST_RESPONSE,
-                0,
-                "chat_session",
-                subject,
-                "t",
-                "web",
-                "normal",
-                "online-chat",
-                "2.2(1)",
-                180.0,
-                "wall",
-                Period.WORKING_HOURS,
-                start,
-                start + 180_000_000,
-                start + 180_000_000,
-            )
-        )
-    return out
+    """Three unanswered first responses of 28 Dec (10:00, 11:00, 12:00): one breach_count trip."""
+    return [chat(Kind.BREACH, f"S-dec-{i}", DEC_28 + (10 + i) * 3_600_000_000) for i in range(3)]
 
 
 def trip(folder: Path) -> dict[str, object]:
