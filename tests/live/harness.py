@@ -161,6 +161,40 @@ class WorkerProcess:
 DAY = datetime(2026, 10, 8, 18, 0, tzinfo=BEIJING)
 
 
+def chat_policy_dir(
+    tmp: Path, name: str, why: str, *, within: str, retention: str, next_response: bool = True
+) -> Path:
+    """A policy folder under ``tmp`` holding one wall-clock chat policy ``name`` for every
+    tenant (Beijing working hours, a warning at half the target): the shape the fault and soak
+    tests vary only in their targets. ``why`` becomes the file's first comment."""
+    targets = f"""    clause: "{name.removesuffix("-chat")} test"
+    targets:
+      - within: {within}
+        clock: wall
+"""
+    text = f"""# {why}
+policy: {name}
+applies_to: chat_session
+tenants: ["*"]
+timezone: Asia/Shanghai
+calendar:
+  country: CN
+  unknown_dates: weekdays
+working_hours:
+  - ["09:00", "18:00"]
+warnings: [0.5]
+retention: {retention}
+metrics:
+  first_response:
+{targets}"""
+    if next_response:
+        text += f"  next_response:\n{targets}"
+    folder = tmp / "policies"
+    folder.mkdir()
+    (folder / f"{name}.yaml").write_text(text)
+    return folder
+
+
 def generated_day(seed: int) -> list[dict[str, Any]]:
     """A day of chats and tickets in the past (a backlog, judged on event time)."""
     return generate(DAY, 24.0, seed, chats_per_hour=40.0, tickets_per_hour=12.0)

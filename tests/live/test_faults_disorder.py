@@ -64,6 +64,7 @@ from tests.live.harness import (
     BEIJING,
     LiveSetup,
     TopicReader,
+    chat_policy_dir,
     final_kinds_from_topics,
     produce,
     session_id,
@@ -77,32 +78,6 @@ PARTITIONS = 4
 PLATFORM_SKEW = (-120 * S, 0, 90 * S)  # three platform producers' clocks
 DESK_SKEW = (120 * S, -45 * S, 30 * S)  # three agent-desk producers' clocks
 REPLY_AFTER = (40, 120, 170, 190, 240, None)  # true seconds to the agent's reply
-
-POLICY = """\
-# tests/live/test_faults_disorder.py: minute-scale targets, against +-2 min clock skews
-policy: disorder-chat
-applies_to: chat_session
-tenants: ["*"]
-timezone: Asia/Shanghai
-calendar:
-  country: CN
-  unknown_dates: weekdays
-working_hours:
-  - ["09:00", "18:00"]
-warnings: [0.5]
-retention: 1h
-metrics:
-  first_response:
-    clause: "disorder test"
-    targets:
-      - within: 180s
-        clock: wall
-  next_response:
-    clause: "disorder test"
-    targets:
-      - within: 180s
-        clock: wall
-"""
 
 
 @dataclass
@@ -217,9 +192,10 @@ def replay_partitions(engine: SlaEngine, records: Iterable[Any], until: int) -> 
 
 
 async def test_disordered_input_gives_replays_verdicts(broker: Broker, tmp_path: Path) -> None:
-    policies = tmp_path / "policies"
-    policies.mkdir()
-    (policies / "disorder-chat.yaml").write_text(POLICY)
+    policies = chat_policy_dir(
+        tmp_path, "disorder-chat", "minute-scale targets, against +-2 min clock skews",
+        within="180s", retention="1h",
+    )  # fmt: skip
     port = free_port()
     setup = LiveSetup(
         broker, tmp_path, policies=str(policies), partitions=PARTITIONS,

@@ -49,7 +49,16 @@ from monitor.replay import replay_events
 from monitor.sla_event import SlaEvent
 from monitor.timeutil import MICROS_PER_SECOND, format_rfc3339, parse_rfc3339
 from monitor.validation import event_from_dict
-from tests.live.harness import BEIJING, LiveSetup, TopicReader, chat, ev, produce, session_id
+from tests.live.harness import (
+    BEIJING,
+    LiveSetup,
+    TopicReader,
+    chat,
+    chat_policy_dir,
+    ev,
+    produce,
+    session_id,
+)
 from tests.live.probes import ShiftedWorker
 
 pytestmark = pytest.mark.broker
@@ -57,32 +66,6 @@ pytestmark = pytest.mark.broker
 S = MICROS_PER_SECOND
 TARGET = 120 * S
 OUTAGE = round(float(os.environ.get("SLA_LAG_MINUTES", "10")) * 60) * S
-
-POLICY = """\
-# tests/live/test_faults_lag.py: minute-scale chat targets, so a ten-minute outage holds many
-policy: lag-chat
-applies_to: chat_session
-tenants: ["*"]
-timezone: Asia/Shanghai
-calendar:
-  country: CN
-  unknown_dates: weekdays
-working_hours:
-  - ["09:00", "18:00"]
-warnings: [0.5]
-retention: 1h
-metrics:
-  first_response:
-    clause: "lag test"
-    targets:
-      - within: 120s
-        clock: wall
-  next_response:
-    clause: "lag test"
-    targets:
-      - within: 120s
-        clock: wall
-"""
 
 
 def now_us() -> int:
@@ -142,9 +125,10 @@ def by_fact(facts: list[dict[str, Any]], kind: str) -> Counter[str]:
 async def test_breaches_that_fell_due_during_an_outage_come_out_once(
     broker: Broker, tmp_path: Path
 ) -> None:
-    policies = tmp_path / "policies"
-    policies.mkdir()
-    (policies / "lag-chat.yaml").write_text(POLICY)
+    policies = chat_policy_dir(
+        tmp_path, "lag-chat", "minute-scale chat targets, so a ten-minute outage holds many",
+        within="120s", retention="1h",
+    )  # fmt: skip
     # Small batches: a real ten-minute backlog is thousands of batches, so the worker reads it
     # over many ticks of its timer; this one has ~600 records, which Kafka hands over in one
     # or two batches of the default 1000, before the timer ever sees the partition behind.

@@ -36,7 +36,15 @@ from aiokafka import AIOKafkaProducer
 
 from monitor.live.broker import Broker
 from monitor.live.config import Settings
-from tests.live.harness import LiveSetup, TopicReader, WorkerProcess, ev, iso, session_id
+from tests.live.harness import (
+    LiveSetup,
+    TopicReader,
+    WorkerProcess,
+    chat_policy_dir,
+    ev,
+    iso,
+    session_id,
+)
 from tests.live.probes import free_port, rss_kib, scrape, total
 
 pytestmark = pytest.mark.broker
@@ -58,28 +66,6 @@ RETENTION = 10.0
 #   +0.04 MiB/min, and +0.23 when the worker's KPI tracker kept every session it had seen
 #   (~350 bytes each, KpiTracker.forget); 0.12 sits between the two.
 MAX_SLOPE_MIB_PER_MIN = 1.5 if SECONDS < 900 else 0.12
-
-POLICY = f"""\
-# tests/live/test_soak.py: a second-scale target and a short retention, so finished sessions
-# are swept out within the run
-policy: soak-chat
-applies_to: chat_session
-tenants: ["*"]
-timezone: Asia/Shanghai
-calendar:
-  country: CN
-  unknown_dates: weekdays
-working_hours:
-  - ["09:00", "18:00"]
-warnings: [0.5]
-retention: {RETENTION:.0f}s
-metrics:
-  first_response:
-    clause: "soak test"
-    targets:
-      - within: {TARGET:.0f}s
-        clock: wall
-"""
 
 
 @pytest.fixture
@@ -164,9 +150,11 @@ def slope_per_minute(points: list[tuple[float, float]]) -> float:
 
 
 async def test_memory_is_flat_under_a_steady_load(soak_broker: Broker, tmp_path: Path) -> None:
-    policies = tmp_path / "policies"
-    policies.mkdir()
-    (policies / "soak-chat.yaml").write_text(POLICY)
+    policies = chat_policy_dir(
+        tmp_path, "soak-chat", "a second-scale target and a short retention, so finished "
+        "sessions are swept out within the run",
+        within=f"{TARGET:.0f}s", retention=f"{RETENTION:.0f}s", next_response=False,
+    )  # fmt: skip
     port = free_port()
     setup = LiveSetup(
         soak_broker, tmp_path, policies=str(policies), store=STORE,
