@@ -77,6 +77,35 @@ metrics:
 {targets}"""
 
 
+def bench_settings(
+    prefix: str,
+    overrides: dict[str, Any],
+    work: Path,
+    policies: Path,
+    *,
+    store: str,
+    partitions: int,
+    log_level: str = "warning",
+) -> Settings:
+    """The settings of one bench run: fresh topic and group names (``prefix``, the pid and the
+    time), its own data directory and metrics port, and a short session timeout so a rebalance
+    between the measured phases takes seconds. Caller: every bench of this module and
+    :mod:`monitor.live.bench_recovery`."""
+    return Settings.namespaced(
+        f"{prefix}{os.getpid()}x{int(time.time())}",
+        **overrides,
+        partitions=partitions,
+        policies=str(policies),
+        store=store,
+        data_dir=str(work / "data"),
+        metrics_port=free_port(),
+        log_level=log_level,
+        rebalance_timeout=5.0,
+        session_timeout=6.0,
+        heartbeat_interval=1.0,
+    )
+
+
 def run_live_bench(
     *,
     hours: float = 24.0,
@@ -149,19 +178,8 @@ async def _bench(overrides: dict[str, Any], work: Path, plan: Plan) -> int:
             f"a first response within {target} of wall-clock time, every hour alike.",
         )
     )
-    name = f"bench{os.getpid()}x{int(time.time())}"
-    settings = Settings.namespaced(
-        name,
-        **overrides,
-        partitions=partitions,
-        policies=str(policies),
-        store=store,
-        data_dir=str(work / "data"),
-        metrics_port=free_port(),
-        log_level="warning",
-        rebalance_timeout=5.0,
-        session_timeout=6.0,
-        heartbeat_interval=1.0,
+    settings = bench_settings(
+        "bench", overrides, work, policies, store=store, partitions=partitions
     )
     await ensure_topics(settings)
 

@@ -37,10 +37,9 @@ from monitor.live.bench import (
     _produce,
     _subprocess,
     bench_policy,
+    bench_settings,
     start_broker,
 )
-from monitor.live.broker import free_port
-from monitor.live.config import Settings
 from monitor.live.topics import ensure_topics
 from monitor.policy.loader import BUNDLED_POLICIES
 
@@ -101,18 +100,8 @@ async def _recovery(
     policies = work / "policies"
     shutil.copytree(BUNDLED_POLICIES, policies)
     (policies / "bench-recovery.yaml").write_text(POLICY)
-    settings = Settings.namespaced(
-        f"rec{os.getpid()}x{int(time.time())}",
-        **overrides,
-        partitions=partitions,
-        policies=str(policies),
-        store=store,
-        data_dir=str(work / "data"),
-        metrics_port=free_port(),
-        log_level="info",
-        rebalance_timeout=5.0,
-        session_timeout=6.0,
-        heartbeat_interval=1.0,
+    settings = bench_settings(
+        "rec", overrides, work, policies, store=store, partitions=partitions, log_level="info"
     )
     await ensure_topics(settings)
     log_path = work / "worker.log"
