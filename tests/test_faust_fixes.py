@@ -117,26 +117,34 @@ def test_a_rocksdb_store_left_by_a_crash_is_rebuilt_from_the_changelog(
 ) -> None:
     app = faust.App("fix6", broker="kafka://127.0.0.1:1", store="rocksdb://", datadir=tmp_path)
     tables = Path(app.conf.tabledir)
-    table_file = tables / "subjects-0.db" / "000004.log"
-    table_file.parent.mkdir(parents=True)
-    table_file.write_bytes(b"a record the changelog may never have got")
+    # The escalation stage's table is written before its changelog (Faust's table[key]); the
+    # SLA table ("subjects") only after it (SubjectTable.settle), so it is never ahead.
+    ahead = tables / "tenants-0.db" / "000004.log"
+    behind = tables / "subjects-0.db" / "000004.log"
+    for table_file in (ahead, behind):
+        table_file.parent.mkdir(parents=True)
+        table_file.write_bytes(b"a record")
 
     # A first start: nothing says the last run crashed; the local files are kept.
-    stopped_cleanly = faust_fixes.rebuild_store_after_crash(app)
-    assert table_file.exists()
-    # Killed (no clean stop): the next start deletes them, and says why.
-    faust_fixes.rebuild_store_after_crash(app)
-    assert not tables.exists()
+    stopped_cleanly = faust_fixes.rebuild_store_after_crash(app, keep="subjects")
+    assert ahead.exists()
+    assert behind.exists()
+    # Killed (no clean stop): the next start deletes the stage's files, and says why; the SLA
+    # table's stay (a restart reads only its changelog's tail).
+    faust_fixes.rebuild_store_after_crash(app, keep="subjects")
+    assert not ahead.parent.exists()
+    assert behind.exists()
+    assert [p.name for p in tables.iterdir()] == ["subjects-0.db"]
     assert "did not stop cleanly" in caplog.text
     # A clean stop clears the mark: the start after it keeps the files again.
-    table_file.parent.mkdir(parents=True)
-    table_file.write_bytes(b"flushed")
+    ahead.parent.mkdir(parents=True)
+    ahead.write_bytes(b"flushed")
     stopped_cleanly()
-    faust_fixes.rebuild_store_after_crash(app)
-    assert table_file.exists()
+    faust_fixes.rebuild_store_after_crash(app, keep="subjects")
+    assert ahead.exists()
 
 
 def test_a_memory_store_needs_no_mark(tmp_path: Path) -> None:
     app = faust.App("fix6m", broker="kafka://127.0.0.1:1", store="memory://", datadir=tmp_path)
-    faust_fixes.rebuild_store_after_crash(app)()
+    faust_fixes.rebuild_store_after_crash(app, keep="subjects")()
     assert not (Path(app.conf.datadir) / faust_fixes.RUNNING_MARK).exists()

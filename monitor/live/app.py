@@ -436,33 +436,36 @@ class SlaWorker:
         return batch
 
     async def _complete(self, batch: Batch) -> None:
-        """Step 2 of a batch: waits until the broker has every output, *then* stores the
-        batch's records (sent to the changelog, not yet acknowledged). The order is what makes
-        a SIGKILL lose nothing: a stored record says its facts went out."""
+        """Step 2 of a batch: waits until the broker has every output, *then* sends the
+        batch's records to the changelog (not yet acknowledged). The order is what makes a
+        SIGKILL lose nothing: a record in the changelog says its facts went out."""
         if batch.deliveries:
             await asyncio.gather(*batch.deliveries)
         self._observe(batch)
         self._check_stall()  # a frozen worker must not store what it handled before
         if batch.epoch != self.epoch:
             return  # stale (see SlaWorker.epoch): the input will be read and handled again
-        batch.stored = await self.table.store(batch.writes, self.app.producer)
+        batch.stored = await self.table.send(batch.writes, self.app.producer)
+
+    async def _settle(self, stream: Any, batch: Batch) -> None:
+        """Step 3 of a batch: waits until the broker has its records in the changelog, then
+        writes them to the local store (never ahead of the changelog: see
+        :meth:`SubjectTable.settle`) and acknowledges its input records to Faust (eligible for
+        commit). A separate step so that the next batch's outputs and records are not held up
+        by this wait; until it, the next batches read the records from the overlay."""
+        offsets = await self.table.delivered(batch.stored)
+        if batch.epoch != self.epoch:  # stale: a kept partition recovers them from the log
+            if stream is not None:
+                self._release(batch.events)
+            return
+        self.table.settle(batch.writes, offsets)
         for key, value, _ in batch.writes:
             if self.overlay.get(key, _ABSENT) is value:  # no later batch changed it since
                 del self.overlay[key]
-
-    async def _settle(self, stream: Any, batch: Batch) -> None:
-        """Step 3 of a batch: waits until the broker has its stored records in the changelog,
-        then acknowledges its input records to Faust (eligible for commit). A separate step
-        so that the next batch's outputs and records are not held up by this wait."""
-        await self.table.settle(batch.stored)
         self.metrics.set_open_timers(sum(len(lane.index) for lane in self.lanes.values()))
-        if stream is None:
-            return
-        if batch.epoch == self.epoch:
+        if stream is not None:
             for event in batch.events:
                 await stream.ack(event)
-        else:
-            self._release(batch.events)
 
     def _release(self, events: Iterable[Any]) -> None:
         """Lets Faust stop waiting for ``events`` that a revocation or a fence made stale,

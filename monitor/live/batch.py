@@ -4,10 +4,11 @@ Who calls what: :meth:`monitor.live.app.SlaWorker.handle_batch` builds a :class:
 the records the agent has in hand (up to ``batch_max`` of them, or fewer when no more are
 buffered), handles every record against it in partition order, hands the batch's facts and
 dead letters to the producer and notes each changed record once (:meth:`Batch.changed`).
-``SlaWorker._complete`` later waits until the broker has every output, stores the records and
-acknowledges the batch's input. Batches are completed in the order they were handled; while
-one waits for its deliveries the next is handled, reading the records still waiting to be
-stored from the worker's overlay.
+``SlaWorker._complete`` later waits until the broker has every output and sends the records
+to the changelog; ``SlaWorker._settle`` waits until the broker has those, writes them to the
+local store and acknowledges the batch's input. Batches pass each step in the order they were
+handled; while one waits the next is handled, reading the records not yet in the local store
+from the worker's overlay.
 
 Why batches (measured, BENCHMARKS.md): per event, the worker used to await each fact's
 delivery and write its record through Faust's producer buffer, which capped it at 0.12 of a
@@ -15,9 +16,10 @@ bare Faust agent. In a batch a subject's record is read once, written at most on
 when a duplicate or a no-op event left it unchanged), and one wait covers every delivery.
 
 Crash safety, redone for batches: outputs are acknowledged by the broker *before* any record of
-the batch is stored (the overlay is memory only), and the batch's input is acknowledged to
-Faust (eligible for commit) only after both; batches complete in order, so no record is
-stored before the outputs of every batch before it. A SIGKILL mid-batch therefore loses at
+the batch is sent to the changelog (the overlay is memory only), the local store is written
+only after the changelog acknowledged, and the batch's input is acknowledged to Faust
+(eligible for commit) only after all that; batches complete in order, so no record is stored
+before the outputs of every batch before it. A SIGKILL mid-batch therefore loses at
 most records whose outputs are already published; reprocessing from the last commit emits the
 same facts (same ``fact_id``) again.
 """

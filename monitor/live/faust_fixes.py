@@ -59,8 +59,10 @@ and each loses input for good, so the worker applies them to its own app
    only after a clean stop (Faust flushed the producer); finding the mark at start-up, it
    deletes its table files and recovers them from the changelog, which then holds only what
    the broker acknowledged, and reprocessing the uncommitted input writes the lost records
-   again. The cost is the full restore after a crash (the memory store's restart time,
-   ``sla-monitor bench --live --recovery``); a clean restart keeps the local files.
+   again. The SLA table is spared: it has since been written in Kafka Streams' order, local
+   store only after the changelog acknowledged (``SubjectTable.settle``), so it is never
+   ahead and a crash costs only its changelog's tail. The escalation stage's tables, written
+   through Faust's ``table[key]``, are rebuilt (small: a few records per tenant and day).
 7. **"Rebalance complete" for a rebalance already superseded** (in :func:`seek_before_resume`).
    ``on_recovery_completed`` sends ``on_rebalance_complete`` first and checks whether the
    consumer's generation is still the one it recovered for only afterwards (then returns
@@ -260,23 +262,30 @@ def drain_on_flush(app: Any) -> None:
     buffer._sla_drains = True
 
 
-def rebuild_store_after_crash(app: Any) -> Callable[[], None]:
+def rebuild_store_after_crash(app: Any, *, keep: str) -> Callable[[], None]:
     """Fix 6 (see the module doc): before the app starts, deletes its RocksDB table files if
     the last worker on this data directory did not stop cleanly, then marks the directory as
     in use. Returns the function to call once the worker has stopped cleanly (it removes the
-    mark). Does nothing for the memory store, which always recovers from the changelog."""
+    mark). Does nothing for the memory store, which always recovers from the changelog.
+
+    ``keep``: the table whose files survive, because it writes its local store only after its
+    changelog acknowledged (:meth:`monitor.live.table_store.SubjectTable.settle`): the SLA
+    table, by far the largest, so a crash costs the tail of its changelog, not all of it."""
     if not str(app.conf.store).startswith("rocksdb"):
         return lambda: None
     tabledir = Path(app.conf.tabledir)
     mark = Path(app.conf.datadir) / RUNNING_MARK
     if mark.exists():
         log.warning(
-            "%s: the last worker on this data directory did not stop cleanly (pid %s); its "
-            "table files may hold records the changelog never got, so they are deleted and "
-            "recovered from the changelog",
-            tabledir, mark.read_text().strip() or "?",
+            "%s: the last worker on this data directory did not stop cleanly (pid %s); the "
+            "files of tables written before their changelog (all but %r) may hold records "
+            "the changelog never got, so they are deleted and recovered from the changelog",
+            tabledir, mark.read_text().strip() or "?", keep,
         )  # fmt: skip
-        shutil.rmtree(tabledir, ignore_errors=True)
+        if tabledir.is_dir():
+            for entry in tabledir.iterdir():
+                if not entry.name.startswith(f"{keep}-"):
+                    shutil.rmtree(entry, ignore_errors=True)
     mark.parent.mkdir(parents=True, exist_ok=True)
     mark.write_text(f"{os.getpid()}\n")
     return lambda: mark.unlink(missing_ok=True)

@@ -1,8 +1,10 @@
 """The worker's table of subject records, seen through Faust's stores (RocksDB and memory).
 
 Who calls what: :class:`monitor.live.app.SlaWorker` reads records with :meth:`SubjectTable.get`
-while it handles a batch, stores each changed record once at the end of the batch with
-:meth:`SubjectTable.store`, and after a rebalance lists the records of its partitions with
+while it handles a batch, sends each changed record once per batch to the changelog with
+:meth:`SubjectTable.send`, waits for the broker with :meth:`SubjectTable.delivered` and only
+then writes the local store with :meth:`SubjectTable.settle`; after a rebalance it lists
+the records of its partitions with
 :meth:`SubjectTable.items` (to rebuild the deadline index) and drops revoked keys from memory
 with :meth:`SubjectTable.forget_unassigned`.
 
@@ -23,13 +25,15 @@ know about, and each piece was needed for a reason seen in this project:
   the changelog through Faust's ``Topic.send_soon``, its producer buffer (a queue drained by a
   task, one ``send`` at a time) and a per-record callback that stores the changelog offset:
   in ``bench --live --kafka`` that path was an eighth of the worker's CPU (py-spy, issue 7).
-  :meth:`store` does the same three things directly: the local store (RocksDB or memory), one
-  ``producer.send`` per record to the key's changelog partition, and (:meth:`settle`) one
-  wait for the broker and the changelog offset recorded in RocksDB per partition and batch
-  (what Faust's ``Table._on_changelog_sent`` does per record, so that a restart recovers only
-  what came after it). The worker acknowledges a batch's input only after that wait, so a
-  record is in the changelog before its input can be committed, whatever Faust's commit
-  flushes.
+  This adapter does the same three things directly, in Kafka Streams' order: one
+  ``producer.send`` per record to the key's changelog partition (:meth:`send`), one wait for
+  the broker per partition and batch (:meth:`delivered`), then the local store (RocksDB or
+  memory) and the changelog offset recorded in RocksDB (:meth:`settle`; what Faust's
+  ``Table._on_changelog_sent`` does per record, so that a restart recovers only what came
+  after it). The local store is thus never ahead of the changelog, which a crash could leave
+  it with Faust's order (fix 6 in :mod:`monitor.live.faust_fixes`). The worker acknowledges a
+  batch's input only after that wait, so a record is in the changelog before its input can be
+  committed, whatever Faust's commit flushes.
 * **Listing a partition's records.** RocksDB keeps one database per partition (``_dbs``); the
   memory store keeps one dict and remembers the partition only for keys it *recovered*
   (``_key_partition``). Keys written live are remembered here.
@@ -65,48 +69,62 @@ class SubjectTable:
             _current_event.reset(token)
         return value
 
-    async def store(
+    async def send(
         self, writes: Iterable[tuple[bytes, bytes | None, Any]], producer: Any
     ) -> dict[int, Any]:
-        """Stores each ``(key, value, event)`` (``None`` deletes) in the local store as if
-        ``event`` were being handled (its partition picks the RocksDB database and the changelog
-        partition) and sends it to the changelog without waiting; returns each changelog
-        partition's last delivery, for :meth:`settle`.
+        """Sends each ``(key, value, event)`` (``None``: a tombstone) to the changelog partition
+        of ``event`` (the key's own input partition) without waiting; returns each changelog
+        partition's last delivery, for :meth:`settle`. The local store is written only once the
+        broker has them (:meth:`settle`), so it is never ahead of the changelog.
 
-        Affects: the local store and the changelog."""
-        data: Any = self.table.data
+        Affects: the changelog."""
         topic = self.changelog
         last: dict[int, Any] = {}
         for key, value, event in writes:
             partition: int = event.message.partition
+            last[partition] = await producer.send(topic, key, value, partition, None, None)
+        return last
+
+    async def delivered(self, sent: dict[int, Any]) -> dict[int, int]:
+        """Waits until the broker has the records :meth:`send` sent (a partition's records
+        complete in order, so its last one stands for all); returns each changelog
+        partition's last offset."""
+        if not sent:
+            return {}
+        done = await asyncio.gather(*sent.values())
+        return {partition: meta.offset for partition, meta in zip(sent, done, strict=True)}
+
+    def settle(
+        self, writes: Iterable[tuple[bytes, bytes | None, Any]], offsets: dict[int, int]
+    ) -> None:
+        """Writes each ``(key, value, event)`` the changelog now has (:meth:`delivered`) to the
+        local store, as if ``event`` were being handled (its partition picks the RocksDB
+        database), then records each partition's changelog offset in RocksDB as Faust's
+        ``Table._on_changelog_sent`` does: recovery after a restart reads the changelog from
+        there on (memory store: no-op). Synchronous, so no revocation comes in between.
+
+        Why this order (Kafka Streams' too): a local store written first is ahead of its
+        changelog until the broker answers, and a SIGKILL then leaves it ahead for good: the
+        restarted worker finds every event already applied and never sends the lost record
+        (seen, fix 6 in :mod:`monitor.live.faust_fixes`). Written after, it never is, so this
+        table's RocksDB files survive a crash and a restart reads only the changelog's tail.
+
+        Affects: the local store and the changelog offsets RocksDB keeps."""
+        data: Any = self.table.data
+        for key, value, event in writes:
             token = _current_event.set(weakref.ref(event))
             try:
                 if value is None:
                     self._key_partition.pop(key, None)
-                    if key not in data:
-                        continue  # never stored: no tombstone to write
-                    del data[key]
+                    if key in data:
+                        del data[key]
                 else:
                     data[key] = value
-                    self._key_partition[key] = partition
+                    self._key_partition[key] = event.message.partition
             finally:
                 _current_event.reset(token)
-            last[partition] = await producer.send(topic, key, value, partition, None, None)
-        return last
-
-    async def settle(self, stored: dict[int, Any]) -> None:
-        """Waits until the broker has the changelog records :meth:`store` sent (a partition's
-        records complete in order, so its last one stands for all), then records each
-        partition's changelog offset in RocksDB, as Faust's ``Table._on_changelog_sent`` does:
-        recovery after a restart reads the changelog from there on (memory store: no-op).
-
-        Affects: the changelog offsets RocksDB keeps."""
-        if not stored:
-            return
-        done = await asyncio.gather(*stored.values())
-        data: Any = self.table.data
-        for partition, metadata in zip(stored, done, strict=True):
-            data.set_persisted_offset(TP(self.changelog, partition), metadata.offset)
+        for partition, offset in offsets.items():
+            data.set_persisted_offset(TP(self.changelog, partition), offset)
 
     def items(self, partitions: set[int]) -> Iterator[tuple[bytes, bytes, int]]:
         """``(key, record, partition)`` of the records on ``partitions``."""

@@ -3,8 +3,9 @@
 Who calls what: ``sla-monitor worker`` (:func:`monitor.live.cli.cmd_worker`) and the demo call
 :func:`run_worker`, which blocks until SIGTERM or SIGINT (Faust's worker installs the signal
 handlers, stops the agents, flushes the producer and commits before exiting). A RocksDB
-worker that did not get that far rebuilds its store from the changelog on its next start
-(:func:`monitor.live.faust_fixes.rebuild_store_after_crash`).
+worker that did not get that far rebuilds its escalation tables from the changelog on its next
+start (:func:`monitor.live.faust_fixes.rebuild_store_after_crash`; the SLA table is never
+ahead of its changelog and is kept).
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ def run_worker(
     if quiet:
         # Faust's own INFO chatter (rebalances, recovery tables) drowns the demo's output.
         logging.getLogger("faust").setLevel(logging.WARNING)
-    stopped_cleanly = faust_fixes.rebuild_store_after_crash(app)
+    stopped_cleanly = faust_fixes.rebuild_store_after_crash(app, keep=settings.table_name)
     try:
         worker.execute_from_commandline()
     except SystemExit as exit_:
