@@ -321,3 +321,13 @@ def final_kinds_from_topics(
         else:
             out.setdefault(fact["sla_id"], Kind(fact["kind"]))
     return out
+
+
+def live_kinds(reader: TopicReader, setup: LiveSetup) -> dict[str, Kind]:
+    """:func:`final_kinds_from_topics` over the three fact topics ``setup``'s worker writes."""
+    s = setup.settings
+    return final_kinds_from_topics(
+        reader.facts(s.topic_warnings),
+        reader.facts(s.topic_breaches),
+        reader.facts(s.topic_outcomes),
+    )

@@ -51,7 +51,7 @@ from monitor.sla_event import Kind, SlaEvent
 from monitor.timeutil import MICROS_PER_SECOND, from_datetime, to_datetime
 from monitor.traffic import generate
 from monitor.validation import event_from_dict
-from tests.live.harness import BEIJING, LiveSetup, TopicReader, final_kinds_from_topics, record_for
+from tests.live.harness import BEIJING, LiveSetup, TopicReader, live_kinds, record_for
 
 #: How far ahead of the wall clock the day starts: the wall clock must never reach it during a
 #: test (the long versions run for minutes).
@@ -204,15 +204,6 @@ class Pacer:
 def fact_topics(setup: LiveSetup) -> list[str]:
     s = setup.settings
     return [s.topic_warnings, s.topic_breaches, s.topic_outcomes]
-
-
-def live_kinds(reader: TopicReader, setup: LiveSetup) -> dict[str, Kind]:
-    s = setup.settings
-    return final_kinds_from_topics(
-        reader.facts(s.topic_warnings),
-        reader.facts(s.topic_breaches),
-        reader.facts(s.topic_outcomes),
-    )
 
 
 @dataclass

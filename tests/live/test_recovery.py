@@ -32,8 +32,8 @@ from tests.live.harness import (
     LiveSetup,
     TopicReader,
     WorkerProcess,
-    final_kinds_from_topics,
     generated_day,
+    live_kinds,
     produce,
     record_for,
 )
@@ -45,15 +45,6 @@ def expected(events: list[dict[str, Any]]) -> dict[str, Kind]:
     engine = SlaEngine(load_policy_set(None))
     until = time.time_ns() // 1000
     return final_kinds(replay_events(engine, [event_from_dict(e) for e in events], until))
-
-
-def live_kinds(reader: TopicReader, setup: LiveSetup) -> dict[str, Kind]:
-    s = setup.settings
-    return final_kinds_from_topics(
-        reader.facts(s.topic_warnings),
-        reader.facts(s.topic_breaches),
-        reader.facts(s.topic_outcomes),
-    )
 
 
 def diff(live: dict[str, Kind], oracle: dict[str, Kind], reader: TopicReader | None = None) -> str:
