@@ -208,7 +208,8 @@ class SlaWorker:
         # A loop that stood still for half the session timeout may have been evicted: fence
         # (drop batches in flight, handle and fire nothing) until the group has rebalanced.
         self.fence = StallFence(limit=settings.session_timeout / 2)
-        self._rejoining: asyncio.Future[None] | None = None  # the request a fence made
+        # The rejoin request a fence made, held so the task is not garbage-collected mid-way.
+        self._rejoining: asyncio.Future[None] | None = None
 
         app: Any = faust.App(settings.app_id, **faust_settings(settings))
         app.sla_worker = self
@@ -342,9 +343,7 @@ class SlaWorker:
         group to rebalance; batches handled until now are stale, as after a revocation."""
         if not self.ready or not self.fence.close():
             return  # rebalancing or recovering already (nothing to protect), or fenced
-        self.ready = False
-        self.epoch += 1
-        self.overlay.clear()
+        self._stop_in_flight()
         self.metrics.stall_fenced()
         log.warning(
             "the event loop stood still for %.1f s (over %.1f s, half the session timeout): "
@@ -354,6 +353,15 @@ class SlaWorker:
             stalled, self.fence.limit,
         )  # fmt: skip
         self._rejoining = asyncio.ensure_future(self._rejoin())
+
+    def _stop_in_flight(self) -> None:
+        """Until the next rebalance completes: no ticks, and every batch handled until now is
+        stale (see ``__init__``), its records read again from the table, not the overlay.
+
+        Caller: a revocation (:meth:`_on_revoked`) and a stall fence (:meth:`_on_stall`)."""
+        self.ready = False
+        self.epoch += 1
+        self.overlay.clear()
 
     async def _rejoin(self) -> None:
         """Asks aiokafka's group coordinator, on the consumer's own thread, to rejoin."""
@@ -729,9 +737,7 @@ class SlaWorker:
 
     async def _on_revoked(self, sender: Any, revoked: Iterable[TP], **_: Any) -> None:
         """Stops the timers and forgets revoked partitions (their new owner rebuilds them)."""
-        self.ready = False
-        self.epoch += 1  # batches handled until now are stale (see __init__)
-        self.overlay.clear()  # their records, not stored: read the table again
+        self._stop_in_flight()
         gone = self._input_partitions(revoked)
         for tp in gone:
             self.lanes.pop(tp, None)
