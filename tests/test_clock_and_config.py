@@ -32,6 +32,28 @@ def test_caught_up_partition_follows_the_wall_clock_with_no_traffic() -> None:
     assert clocks.mode(0) == "wall"
 
 
+def test_caught_up_time_runs_no_further_than_the_last_fetch_response() -> None:
+    """A network cut: the stale high watermark says "caught up", but only the instant of the
+    broker's last answer is vouched for; the answers sent since wait beyond the cut."""
+    wall = FakeWall(100 * S)
+    clocks: PartitionClocks[int] = PartitionClocks(Micros(5 * S), wall)
+    assert clocks.now(0, caught_up=True, heard=100 * S) == 100 * S
+    wall.now = 130 * S  # 30 s into the cut: still the last response's instant
+    assert clocks.now(0, caught_up=True, heard=101 * S) == 101 * S
+    assert clocks.mode(0) == "wall"
+    wall.now = 140 * S  # the link is back: the next response vouches up to its own instant
+    assert clocks.now(0, caught_up=True, heard=139 * S) == 139 * S
+    assert clocks.now(0, caught_up=True, heard=150 * S) == 140 * S  # never past the wall
+    assert clocks.now(0, caught_up=True, heard=90 * S) == 140 * S  # and never backwards
+
+
+def test_records_in_flight_count_as_caught_up_only_as_of_the_last_fetch_response() -> None:
+    wall = FakeWall(1_000 * S)
+    clocks: PartitionClocks[int] = PartitionClocks(Micros(5 * S), wall)
+    clocks.observe(0, 997 * S)  # read 3 s ago, then the link went silent at 998 s
+    assert clocks.now(0, caught_up=False, heard=998 * S) == 998 * S
+
+
 def test_lagging_partition_uses_event_time_minus_grace() -> None:
     wall = FakeWall(1_000 * S)  # an outage: the backlog is far behind the wall clock
     clocks: PartitionClocks[int] = PartitionClocks(Micros(5 * S), wall)

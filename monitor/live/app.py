@@ -548,7 +548,10 @@ class SlaWorker:
         lane_tp = TP(message.topic, message.partition)
         self.clocks.observe(lane_tp, parsed.occurred_at)
         lane = self.lanes.get(lane_tp)
-        now = self.clocks.now(lane_tp, caught_up=lane is not None and lane.caught_up)
+        if lane is None:
+            now = self.clocks.now(lane_tp, caught_up=False)
+        else:
+            now = self.clocks.now(lane_tp, caught_up=lane.caught_up, heard=lane.heard)
         key = state_key(parsed.subject_type, parsed.subject_id).encode()
         pending = self._pending(batch, key, event, lane_tp)
         state = pending.state
@@ -669,7 +672,7 @@ class SlaWorker:
                     "caught up" if caught_up else "behind",
                 )  # fmt: skip
             lane.caught_up = caught_up
-            now = self.clocks.now(tp, caught_up=caught_up)
+            now = self.clocks.now(tp, caught_up=caught_up, heard=lane.heard)
             self.metrics.set_clock_mode(tp.topic, tp.partition, self.clocks.mode(tp))
             if now is None:
                 continue  # behind, and no event read yet: nothing proves time has moved
@@ -689,6 +692,7 @@ class SlaWorker:
             highwater = None
         if highwater is None:
             return False
+        lane.heard = self._heard(tp)
         committed = getattr(consumer, "_committed_offset", {})
         if lane.processed is not None:
             position = lane.processed + 1
@@ -702,6 +706,18 @@ class SlaWorker:
         lag: int = max(highwater - position, 0)
         self.metrics.set_partition_lag(tp.topic, tp.partition, lag)
         return lag == 0
+
+    def _heard(self, tp: TP) -> int | None:
+        """When the broker last answered a fetch for ``tp`` (µs since the epoch, aiokafka's
+        record of the response that set the high watermark); None where the transport keeps
+        no such record (the in-memory one). Read each tick, for the clock (monitor.live.clock:
+        a high watermark is only as fresh as the response that carried it)."""
+        thread = getattr(self.app.consumer, "_thread", None)
+        try:
+            polled = thread._ensure_consumer().last_poll_timestamp(tp)  # type: ignore[union-attr]
+        except Exception:  # no aiokafka consumer (memory://), or tp not assigned to it
+            return None
+        return None if polled is None else int(polled) * 1000
 
     async def _sweep(self) -> None:
         """Sends a retention check for every finished subject past its retention."""

@@ -25,6 +25,15 @@ The rule, per partition:
   prove time has passed, so a response still waiting in the backlog is never reported as
   missing (no false breach), and every deadline the backlog passes does fire (no missed
   breach);
+* caught up means caught up **as of the last fetch response** (``heard``): the broker's high
+  watermark was read then, so that instant is all the wall clock can vouch for. A partition
+  whose broker has gone silent (a network cut) keeps the time of its last response, whatever
+  the lag looks like: the stale high watermark says "nothing left" while answers wait on the
+  far side of the cut. Seen once in four CI runs before this rule
+  (``test_cut_longer_than_session_timeout[kafka-drop]``): the wall clock fired a deadline 1.7 s
+  into a cut and the answer, sent before that deadline, came out after the breach, as a
+  retraction. A quiet partition hears from its broker every ``fetch_max_wait`` (an empty
+  long-poll response), which bounds the delay this adds to detection;
 * the clock **never moves backwards**: a partition that falls behind keeps its last wall value
   until event time overtakes it, so a deadline that fired stays fired.
 
@@ -90,9 +99,11 @@ class PartitionClocks(Generic[K]):
         if lane.event_time is None or occurred_at > lane.event_time:
             lane.event_time = occurred_at
 
-    def now(self, partition: K, *, caught_up: bool) -> Micros | None:
+    def now(self, partition: K, *, caught_up: bool, heard: int | None = None) -> Micros | None:
         """The partition's current instant (never less than the last one returned).
         ``caught_up``: its consumer lag is zero (see the module doc for lag of live records).
+        ``heard``: when its broker last answered a fetch for it; caught-up time runs no further
+        (None: no such record, as on the in-memory transport; the wall clock then).
 
         None while nothing proves time has moved (behind, and no event read yet: a fresh
         restart); the caller skips its timers then."""
@@ -105,8 +116,10 @@ class PartitionClocks(Generic[K]):
             proved = event_time - self.grace
             if value is None or proved > value:
                 value = proved
-        if caught_up and (value is None or wall > value):
-            value = wall
+        if caught_up:
+            vouched = wall if heard is None else min(wall, heard)
+            if value is None or vouched > value:
+                value = vouched
         lane.mode = ClockMode.WALL if caught_up else ClockMode.EVENT
         if value is None:
             return None

@@ -4,7 +4,7 @@ Who calls what: :class:`monitor.live.app.SlaWorker` keeps one :class:`Lane` per 
 topic-partition it owns (``chat.sessions`` and ``tickets`` partitions are separate lanes: each
 has its own clock, see :mod:`monitor.live.clock`). It creates them when a rebalance completes
 (``_on_rebalance_complete``), drops them when their partition is revoked, and updates them as
-records are handled (``processed``) and on every tick (``caught_up``).
+records are handled (``processed``) and on every tick (``caught_up``, ``heard``).
 """
 
 from __future__ import annotations
@@ -23,5 +23,8 @@ class Lane:
     index: DeadlineIndex = field(default_factory=DeadlineIndex)
     #: Lag 0 at the last tick: the lane's clock is the wall clock (else event time).
     caught_up: bool = False
+    #: When the broker last answered a fetch for this partition at the last tick (µs since
+    #: the epoch; None: not known): caught-up time runs no further (monitor.live.clock).
+    heard: int | None = None
     #: Offset of the last input record handled, for the hole detector; None before the first.
     processed: int | None = None
