@@ -39,13 +39,17 @@ outputs and, after them, its records in the changelog, so a crash repeats work b
 the deterministic ``sla_id``/``fact_id`` make repeats harmless downstream. That holds only with
 the fixes in :mod:`monitor.live.faust_fixes` (places where Faust 0.15.3 skips or commits past
 input after a restart); :meth:`SlaWorker._advance` counts any hole that still reaches the
-agent (``sla_input_skipped_offsets_total``). ``exactly_once`` is refused at start-up
-(:mod:`monitor.live.config` says why).
+agent (``sla_input_skipped_offsets_total``). Input dropped unacknowledged (a batch made stale
+by a revocation or a stall fence) holds back the rest of its partition until it is read again
+(:meth:`SlaWorker._holds`), and a stall fence withdraws the changelog records and timer firings
+its producer had not sent yet (:mod:`monitor.live.send_gate`). ``exactly_once`` is refused at
+start-up (:mod:`monitor.live.config` says why).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from functools import partial
@@ -62,12 +66,13 @@ from monitor.errors import CalendarError, InvalidEvent, Reason, RejectedEvent
 from monitor.events import Event
 from monitor.kpi.metrics import KpiMetrics
 from monitor.kpi.tracker import KpiTracker
-from monitor.live import faust_fixes
+from monitor.live import faust_fixes, send_gate
 from monitor.live.batch import Batch, Pending
 from monitor.live.clock import PartitionClocks, wall_clock
 from monitor.live.config import Settings
 from monitor.live.fence import BEAT, StallFence
 from monitor.live.lane import Lane
+from monitor.live.send_gate import WithdrawnWrite
 from monitor.live.table_store import SubjectTable
 from monitor.metrics import SlaMetrics
 from monitor.sla_event import Kind, SlaEvent
@@ -194,7 +199,16 @@ class SlaWorker:
         # handles (its partitions). In memory: after a restart the counters start again, as
         # every Prometheus counter does; the monthly figures of record come from the report.
         self.kpis = KpiTracker(engine.policies, kpi_metrics)
-        self.ready = False  # false from a revocation until the next rebalance completes
+        # False from a revocation until the next rebalance completes. Records reaching the agent
+        # meanwhile are dropped unacknowledged (read again after it), not handled. Handled, one
+        # (a timer firing, say) settles a write to its changelog partition and moves the local
+        # store's changelog offset past the records of batches that revocation made stale
+        # (in the changelog, not in the store); a kept partition's recovery then starts after
+        # them, and they are lost. The likely cause of "no session.started was seen" right
+        # after a rebalance in which the worker kept the partition, its recovery reading
+        # nothing (tests/live/test_faults_crash.py on Tansu, RocksDB store: "active offsets at
+        # start of reading" equal to the highwater).
+        self.ready = False
         # Records that handled batches changed, as bytes (None: deleted), until their batch
         # is completed and they are in the table: the next batch reads them from here.
         self.overlay: dict[bytes, bytes | None] = {}
@@ -205,11 +219,27 @@ class SlaWorker:
         # input not acknowledged; after every rebalance Faust seeks to the committed offsets, so
         # that input is read again, by this worker or the new owner (at-least-once).
         self.epoch = 0
+        # Per partition, the lowest offset this worker dropped unacknowledged (``_release``):
+        # nothing beyond it is handled until the read from the committed offset, after the
+        # rebalance, comes back to it. Records fetched before the rebalance can still reach the
+        # agent after it; handled, they put a subject's later events before its earlier ones
+        # (the released ones, read again later: "no session.started was seen"), and their
+        # acknowledgements let Faust commit past the gap (``Consumer._new_offset`` checks the
+        # gap against the committed offset only when there is one, and allows one record).
+        self.held: dict[TP, int] = {}
+        # Input partitions whose first record since the last rebalance has not come yet: it
+        # must be the one at the committed offset (``_skipped_ahead``).
+        self.resuming: set[TP] = set()
+        # The partitions of the latest assignment (Faust's, as passed to ``_on_assigned``):
+        # only those are held, so that a partition that moved away is not held when it
+        # comes back from another owner (it then starts from wherever that owner committed).
+        self.assigned: set[TP] = set()
         # A loop that stood still for half the session timeout may have been evicted: fence
         # (drop batches in flight, handle and fire nothing) until the group has rebalanced.
         self.fence = StallFence(limit=settings.session_timeout / 2)
         # The rejoin request a fence made, held so the task is not garbage-collected mid-way.
         self._rejoining: asyncio.Future[None] | None = None
+        self._seeking: asyncio.Future[None] | None = None  # the same, for _seek_back
 
         app: Any = faust.App(settings.app_id, **faust_settings(settings))
         app.sla_worker = self
@@ -282,11 +312,16 @@ class SlaWorker:
             asyncio.ensure_future(self._in_order(settling, partial(self._settle, stream))),
         ]
         watchdog = asyncio.ensure_future(self._watch_stalls())
+        await self._gate_producer()
         events: list[Any] = []
         opened, epoch = 0.0, self.epoch
         try:
             async for event in stream.events():
-                if self.fence.fenced:  # read again after the rebalance (monitor.live.fence)
+                if self.resuming and self._skipped_ahead(event):
+                    continue
+                if self.held and self._holds(event):
+                    continue
+                if self.fence.fenced or not self.ready:  # read again after the rebalance
                     self._release([*events, event])
                     events = []
                     continue
@@ -321,6 +356,15 @@ class SlaWorker:
             await completing.put(None)
             await asyncio.gather(*steps)
 
+    async def _gate_producer(self) -> None:
+        """Makes the producer's sender check for a stall before it sends anything
+        (:mod:`monitor.live.send_gate`); aiokafka producers only (not ``memory://``)."""
+        producer = self.app.producer
+        await producer.maybe_start()
+        client = getattr(producer, "_producer", None)
+        if client is not None and hasattr(client, "_message_accumulator"):
+            send_gate.install(client, self._check_stall)
+
     async def _watch_stalls(self) -> None:
         """Turns every :data:`~monitor.live.fence.BEAT` seconds, so that a stall of the event
         loop shows as a late turn (see :mod:`monitor.live.fence`)."""
@@ -344,15 +388,28 @@ class SlaWorker:
         if not self.ready or not self.fence.close():
             return  # rebalancing or recovering already (nothing to protect), or fenced
         self._stop_in_flight()
+        client = getattr(self.app.producer, "_producer", None)
+        withdrawn = 0
+        if client is not None and hasattr(client, "_message_accumulator"):
+            withdrawn = send_gate.withdraw(client, self._fenced_topics)
         self.metrics.stall_fenced()
         log.warning(
             "the event loop stood still for %.1f s (over %.1f s, half the session timeout): "
             "this worker may have been evicted from its group, so it drops its batches in "
-            "flight (their input is read again) and rejoins; if this repeats, find what "
-            "freezes the process (CPU limits, swapping, VM pauses)",
-            stalled, self.fence.limit,
+            "flight (their input is read again), withdraws the %d records they had not yet "
+            "sent, and rejoins; if this repeats, find what freezes the process (CPU limits, "
+            "swapping, VM pauses)",
+            stalled, self.fence.limit, withdrawn,
         )  # fmt: skip
         self._rejoining = asyncio.ensure_future(self._rejoin())
+
+    @property
+    def _fenced_topics(self) -> set[str]:
+        """The topics whose unsent records a stall fence withdraws: the table's changelog (a
+        stale record behind the new owner's is the one a recovery reads last) and the timer
+        firings (decided on a clock the group has moved past). Facts are left to go: one
+        decided before the freeze is true, and a repeat carries the same ``fact_id``."""
+        return {self.table.changelog, self.settings.topic_timeouts}
 
     def _stop_in_flight(self) -> None:
         """Until the next rebalance completes: no ticks, and every batch handled until now is
@@ -447,13 +504,16 @@ class SlaWorker:
         """Step 2 of a batch: waits until the broker has every output, *then* sends the
         batch's records to the changelog (not yet acknowledged). The order is what makes a
         SIGKILL lose nothing: a record in the changelog says its facts went out."""
-        if batch.deliveries:
-            await asyncio.gather(*batch.deliveries)
-        self._observe(batch)
-        self._check_stall()  # a frozen worker must not store what it handled before
-        if batch.epoch != self.epoch:
-            return  # stale (see SlaWorker.epoch): the input will be read and handled again
-        batch.stored = await self.table.send(batch.writes, self.app.producer)
+        try:
+            if batch.deliveries:
+                await asyncio.gather(*batch.deliveries)
+            self._observe(batch)
+            self._check_stall()  # a frozen worker must not store what it handled before
+            if batch.epoch != self.epoch:
+                return  # stale (see SlaWorker.epoch): the input will be read and handled again
+            batch.stored = await self.table.send(batch.writes, self.app.producer)
+        except WithdrawnWrite:  # the stall fence took them back: the batch is stale
+            batch.stored = {}
 
     async def _settle(self, stream: Any, batch: Batch) -> None:
         """Step 3 of a batch: waits until the broker has its records in the changelog, then
@@ -461,7 +521,10 @@ class SlaWorker:
         :meth:`SubjectTable.settle`) and acknowledges its input records to Faust (eligible for
         commit). A separate step so that the next batch's outputs and records are not held up
         by this wait; until it, the next batches read the records from the overlay."""
-        offsets = await self.table.delivered(batch.stored)
+        try:
+            offsets = await self.table.delivered(batch.stored)
+        except WithdrawnWrite:  # the stall fence took them back (so the batch is stale)
+            offsets = {}
         if batch.epoch != self.epoch:  # stale: a kept partition recovers them from the log
             if stream is not None:
                 self._release(batch.events)
@@ -475,6 +538,69 @@ class SlaWorker:
             for event in batch.events:
                 await stream.ack(event)
 
+    def _skipped_ahead(self, event: Any) -> bool:
+        """True (and the event released) when ``event`` is the first record of its partition
+        since the rebalance and lies more than one offset past the committed one (one: a
+        transaction marker may sit there): the records in between were fetched, then lost on
+        the way to the agent (fix 8 in :mod:`monitor.live.faust_fixes`; seen on Tansu: first
+        record 149 after a rebalance with 93 committed, the sessions started in 93..148
+        dead-lettered or missing). The partition is sought back to the committed offset
+        through Faust (which also resets its read offset, below which it drops records as
+        already read) and held until the records come again.
+
+        Caller: the agent, for every record while a partition is resuming. Affects:
+        ``resuming``, ``held``."""
+        message = event.message
+        tp = TP(message.topic, message.partition)
+        if tp not in self.resuming:
+            return False
+        self.resuming.discard(tp)
+        committed = self.app.consumer._committed_offset.get(tp)
+        if not committed or message.offset <= committed + 1:
+            return False
+        log.warning(
+            "partition %s[%d]: the first record after the rebalance is offset %d, past the "
+            "committed offset %d: reading again from %d",
+            tp.topic, tp.partition, message.offset, committed, committed,
+        )  # fmt: skip
+        self._release([event])
+        self.held[tp] = committed
+        self._seeking = asyncio.ensure_future(self._seek_back(tp, committed))
+        return True
+
+    async def _seek_back(self, tp: TP, offset: int) -> None:
+        """Seeks ``tp`` to ``offset`` through Faust's consumer, forgetting the gap Faust noted
+        (it would count the records never handled as acknowledged: ``Consumer._add_gap``)."""
+        consumer = self.app.consumer
+        consumer._gap.pop(tp, None)
+        try:
+            await consumer.seek(tp, offset)
+        except Exception:  # revoked meanwhile: the next owner reads from the committed offset
+            log.exception("could not seek %s[%d] back to %d", tp.topic, tp.partition, offset)
+
+    def _holds(self, event: Any) -> bool:
+        """True (and the event released) when ``event`` lies beyond an offset of its partition
+        this worker dropped: it was fetched before the rebalance, and the dropped records come
+        first (``held``). The first record at or before that offset is the read from the
+        committed offset: the partition flows again. So does a partition whose committed
+        offset is now past the dropped one: another owner handled it meanwhile (seen: a
+        zombie, evicted while frozen, got its partitions back a generation later and held
+        them for good, since it never saw the assignment that took them away).
+
+        Caller: the agent, for every record while anything is held. Affects: ``held``."""
+        message = event.message
+        tp = TP(message.topic, message.partition)
+        start = self.held.get(tp)
+        if start is None:
+            return False
+        if message.offset > start:
+            committed = self.app.consumer._committed_offset.get(tp)
+            if committed is None or committed <= start:
+                self._release([event])
+                return True
+        del self.held[tp]
+        return False
+
     def _release(self, events: Iterable[Any]) -> None:
         """Lets Faust stop waiting for ``events`` that a revocation or a fence made stale,
         *without* acknowledging them: their offsets are never committed by this worker, so
@@ -485,18 +611,34 @@ class SlaWorker:
         comes, and the wait then never ended (seen: "wait_empty: Waiting for tasks" on the
         zombie of tests/live/test_faults_rebalance.py, and no rejoin within 120 s)."""
         unacked = self.app.consumer._unacked_messages
+        assigned, held = self.assigned, self.held
         with ack_lock:  # Faust's own guard of these fields (faust.types.tuples)
             for event in events:
-                event.message.acked = True
-                unacked.discard(event.message)
+                message = event.message
+                message.acked = True
+                unacked.discard(message)
+                tp = TP(message.topic, message.partition)
+                if tp in assigned and message.offset < held.get(tp, message.offset + 1):
+                    if tp not in held:
+                        log.info(
+                            "partition %s[%d]: records after offset %d wait until it is read "
+                            "again from the committed offset",
+                            tp.topic, tp.partition, message.offset,
+                        )  # fmt: skip
+                    held[tp] = message.offset
 
     def _advance(self, tp: TP, offset: int) -> None:
         """Records ``offset`` as handled, and reports a hole since the previous record: input
-        the consumer skipped (see :mod:`monitor.live.faust_fixes` for how that happened)."""
+        the consumer skipped (see :mod:`monitor.live.faust_fixes` for how that happened).
+        The first record after a rebalance (a revocation drops every lane) is compared with
+        the committed offset the group resumed from."""
         lane = self.lanes.get(tp)
         if lane is None:  # a record before the rebalance that builds its lane completed
             lane = self.lanes[tp] = Lane()
         previous = lane.processed
+        if previous is None:
+            committed = self.app.consumer._committed_offset.get(tp)
+            previous = None if not committed else committed - 1
         if previous is not None and offset > previous + 1:
             skipped = offset - previous - 1
             self.metrics.offsets_skipped(tp.topic, skipped)
@@ -739,7 +881,10 @@ class SlaWorker:
         cost 0.8 ms a call; a backlog's deadlines fire thousands at a time)."""
         producer = self.app.producer
         await producer.maybe_start()
-        await producer.send(self.settings.topic_timeouts, key, now, partition, None, None)
+        # WithdrawnWrite: it waited for room and a stall fence came; the rebalance's rebuild
+        # of the deadline index schedules the key again.
+        with contextlib.suppress(WithdrawnWrite):
+            await producer.send(self.settings.topic_timeouts, key, now, partition, None, None)
 
     # -- rebalancing ----------------------------------------------------------------------
 
@@ -771,14 +916,20 @@ class SlaWorker:
         where the previous one stopped (memory store: ``Recovery.active_offsets``), so they
         never came back: the likely cause of "no session.started was seen" after a rebalance
         (issue 10, ``tests/live/test_faults_rebalance.py``)."""
-        self.table.forget_unassigned({tp.partition for tp in self._input_partitions(assigned)})
+        self.assigned = {TP(tp.topic, tp.partition) for tp in assigned}
+        inputs = self._input_partitions(self.assigned)
+        self.table.forget_unassigned({tp.partition for tp in inputs})
+        # A partition that moved away starts, when it comes back, from its committed offset,
+        # wherever its other owner left it.
+        self.held = {tp: start for tp, start in self.held.items() if tp in self.assigned}
 
     async def _on_rebalance_complete(self, sender: Any, **_: Any) -> None:
         """After recovery: rebuild the deadline index from the assigned partitions' records."""
         faust_fixes.drain_on_flush(self.app)
         assigned = self._input_partitions(self.app.consumer.assignment())
         self.clocks.forget(self.clocks.partitions() - assigned)
-        # A partition kept across the rebalance keeps its last offset (the hole detector).
+        # No lane survives a revocation, so every `processed` here is None: the hole detector
+        # compares each partition's first record with the committed offset (_advance).
         fresh = {tp: Lane(processed=self._processed(tp)) for tp in assigned}
         numbers = {tp.partition for tp in assigned}
         count = 0
@@ -789,6 +940,7 @@ class SlaWorker:
                 lane.index.schedule(key.decode(), due)
                 count += 1
         self.lanes = fresh
+        self.resuming = set(assigned)
         self.metrics.set_open_timers(count)
         self.fence.lift(asyncio.get_running_loop().time())  # also: the rebuild's stall is ours
         self.ready = True

@@ -26,9 +26,11 @@ worker cannot tell yet, so it acts as if it had been: it drops its batches in fl
 record stored, no input acknowledged), handles nothing and fires nothing, and asks the group
 to rebalance. After any rebalance Faust seeks to the committed offsets, so the dropped input is
 read again, by this worker or by the new owner (at-least-once, as after a revocation). A false
-alarm costs one rebalance. Not airtight: records already handed to the producer before the
-freeze still go out after it; only Kafka transactions fence a zombie's writes at the broker
-(``monitor.live.faust_fixes`` says why ``exactly_once`` is refused today).
+alarm costs one rebalance. Records it had already handed to its producer before the freeze
+are withdrawn before the producer's sender can send them (:mod:`monitor.live.send_gate`: the
+sender checks for a stall before each drain); only a request already on the wire at the freeze
+still reaches the broker, and it arrives before the session timeout ends, so before the new
+owner writes.
 
 Transitions::
 

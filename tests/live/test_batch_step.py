@@ -270,3 +270,80 @@ async def test_the_next_batch_reads_an_unstored_record_from_the_overlay(driven: 
     assert driven.worker.overlay == {}  # the later batch's record replaced it, and was stored
     state = SubjectState.from_bytes(driven.records()[key(a)], key(a))
     assert state.responded_at is not None
+
+
+async def test_records_fetched_before_a_rebalance_wait_for_the_ones_it_dropped(
+    driven: Driven,
+) -> None:
+    """A batch made stale by a revocation is dropped unacknowledged (``_release``); records
+    of the same partition fetched before the rebalance may still reach the agent after it.
+    Handled first, a session's message would come before its (dropped) start: "no
+    session.started was seen". They are held until the read from the committed offset
+    comes back to the dropped ones."""
+    worker, sid = driven.worker, session_id("held")
+    started, message = driven.events(
+        [ev(sid, "session.started", START), ev(sid, "message.sent", REPLY, sender="customer")]
+    )
+    tp = TP(started.message.topic, started.message.partition)
+    other = TP(tp.topic, tp.partition + 1)
+    await worker._on_assigned(None, [tp, other])
+
+    worker._release([started])  # a revocation made its batch stale
+    assert worker.held == {tp: started.message.offset}
+    assert worker._holds(message)  # fetched before the rebalance: not handled yet
+    assert started.message.acked  # Faust does not wait for them
+    assert message.message.acked
+    assert worker.held == {tp: started.message.offset}
+    assert not worker._holds(started)  # the read from the committed offset is back
+    assert worker.held == {}
+    assert not worker._holds(message)  # and the partition flows again
+
+    worker._release([started])  # dropped again; meanwhile another owner committed past it
+    worker.app.consumer._committed_offset[tp] = message.message.offset
+    assert not worker._holds(message)  # not held for good: its last owner moved it on
+    assert worker.held == {}
+
+    worker._release([message])
+    await worker._on_assigned(None, [other])  # it moved away: its next owner commits anew
+    assert worker.held == {}
+    worker._release([message])  # dropped after it moved away: not held either
+    assert worker.held == {}
+
+
+async def test_a_first_record_past_the_committed_offset_is_read_again_from_it(
+    driven: Driven,
+) -> None:
+    """After a rebalance the first record of a partition must be the committed one (or the
+    next: a transaction marker may sit at it). One further on means the records between were
+    lost on the way to the agent (fix 8 in monitor.live.faust_fixes): it is dropped, the
+    partition sought back and held until the re-read reaches the committed offset."""
+    worker, sid = driven.worker, session_id("ahead")
+    (probe,) = driven.events([ev(sid, "session.started", START)])
+    tp = TP(probe.message.topic, probe.message.partition)
+    await worker._on_assigned(None, [tp])
+    committed = worker.app.consumer._committed_offset
+    driven.offsets[tp] = 40
+    ahead, next_one = driven.events(
+        [ev(sid, "message.sent", REPLY, sender="customer"), ev(sid, "session.closed", REPLY)]
+    )
+
+    worker.resuming = {tp}
+    committed[tp] = 40
+    assert not worker._skipped_ahead(ahead)  # at the committed offset: in order
+    assert worker.resuming == set()  # only the first record is checked
+    worker.resuming = {tp}
+    committed[tp] = 39
+    assert not worker._skipped_ahead(ahead)  # one past: a transaction marker may sit at 39
+
+    worker.resuming = {tp}
+    committed[tp] = 12
+    assert worker._skipped_ahead(ahead)  # 12..39 never reached the agent
+    assert worker.held == {tp: 12}
+    assert ahead.message.acked  # dropped unacknowledged: Faust does not wait for it
+    assert worker._seeking is not None
+    await worker._seeking  # the consumer is not started here: the seek fails, logged
+    assert worker._holds(next_one)  # later records wait for the re-read
+    (reread,) = driven.events([ev(sid, "session.started", START)])
+    reread.message.offset = 12
+    assert not worker._holds(reread)  # the re-read is back at the committed offset
+    assert worker.held == {}

@@ -165,13 +165,6 @@ class Chaos:
         }
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="issue 10: a worker keeping partitions through a rebalance lost records it had "
-    "stored (seen on Tansu: 'no session.started was seen' after the rebalance); a likely cause "
-    "is fixed (SlaWorker._on_assigned, faust_fixes fix 7), kept XFAIL/XPASS until seen passing "
-    "over many runs; runs in every suite",
-)
 async def test_repeated_sigkills_under_load_equal_replay(broker: Broker, tmp_path: Path) -> None:
     began = time.monotonic()
     setup = LiveSetup(broker, tmp_path, policies=None, partitions=4)

@@ -128,12 +128,6 @@ def report(broker: Broker, what: str, result: Audit, watch: OffsetWatch, began: 
     )
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="issue 10: a worker keeping partitions through a rebalance lost records it had "
-    "stored (seen on Tansu); a likely cause is fixed (SlaWorker._on_assigned, faust_fixes fix "
-    "7), kept XFAIL/XPASS until seen passing over many runs; runs in every suite",
-)
 async def test_a_third_worker_joins_and_leaves_under_load(broker: Broker, tmp_path: Path) -> None:
     began = time.monotonic()
     setup, day, w = await started(broker, tmp_path, "abc")
@@ -178,12 +172,6 @@ async def test_a_third_worker_joins_and_leaves_under_load(broker: Broker, tmp_pa
             worker.stop()
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="issue 10, open: the thawed zombie fences itself (monitor.live.fence), but changelog "
-    "records its producer held unsent at the freeze still go out after the new owner's (no "
-    "broker-side fencing); runs in every suite, reported as XFAIL/XPASS until fixed",
-)
 async def test_a_zombie_worker_thawed_after_the_session_timeout(
     broker: Broker, tmp_path: Path
 ) -> None:
