@@ -227,6 +227,7 @@ class SlaWorker:
         # acknowledgements let Faust commit past the gap (``Consumer._new_offset`` checks the
         # gap against the committed offset only when there is one, and allows one record).
         self.held: dict[TP, int] = {}
+        self.held_since: dict[TP, float] = {}  # loop time each hold began (_HOLD_LIMIT)
         # Input partitions whose first record since the last rebalance has not come yet: it
         # must be the one at the committed offset (``_skipped_ahead``).
         self.resuming: set[TP] = set()
@@ -597,9 +598,30 @@ class SlaWorker:
             committed = self.app.consumer._committed_offset.get(tp)
             if committed is None or committed <= start:
                 self._release([event])
+                self._check_hold(tp, start)
                 return True
         del self.held[tp]
+        self.held_since.pop(tp, None)
         return False
+
+    def _check_hold(self, tp: TP, start: int) -> None:
+        """A hold that lasted :data:`_HOLD_LIMIT` while later records kept coming means the
+        read from the committed offset is not coming (something moved Faust's read offset
+        past it again): ask the group to rebalance, whose seek reads it, instead of leaving
+        the partition stalled until some other rebalance.
+
+        Caller: :meth:`_holds`. Affects: ``held_since``."""
+        now = asyncio.get_running_loop().time()
+        since = self.held_since.setdefault(tp, now)
+        if now - since <= _HOLD_LIMIT:
+            return
+        self.held_since[tp] = now
+        log.error(
+            "partition %s[%d]: held for %.0f s and offset %d has not been read again; asking "
+            "the group to rebalance, which reads it from the committed offset",
+            tp.topic, tp.partition, now - since, start,
+        )  # fmt: skip
+        self._rejoining = asyncio.ensure_future(self._rejoin())
 
     def _release(self, events: Iterable[Any]) -> None:
         """Lets Faust stop waiting for ``events`` that a revocation or a fence made stale,
@@ -625,6 +647,7 @@ class SlaWorker:
                             "again from the committed offset",
                             tp.topic, tp.partition, message.offset,
                         )  # fmt: skip
+                        self.held_since[tp] = asyncio.get_running_loop().time()
                     held[tp] = message.offset
 
     def _advance(self, tp: TP, offset: int) -> None:
@@ -922,6 +945,7 @@ class SlaWorker:
         # A partition that moved away starts, when it comes back, from its committed offset,
         # wherever its other owner left it.
         self.held = {tp: start for tp, start in self.held.items() if tp in self.assigned}
+        self.held_since = {tp: t for tp, t in self.held_since.items() if tp in self.held}
 
     async def _on_rebalance_complete(self, sender: Any, **_: Any) -> None:
         """After recovery: rebuild the deadline index from the assigned partitions' records."""
@@ -951,4 +975,9 @@ _ABSENT: Any = object()
 # How long the agent sleeps at a time while a batch lingers: short enough that an idle worker
 # hands a lone record on after one step, long enough for Faust to deliver a few records.
 _LINGER_STEP = 0.002
+# Seconds a partition may stay held (SlaWorker._holds) while later records keep coming before
+# the worker asks for a rebalance. The re-read it waits for comes one fetch after the seek
+# (well under a second in every run of tests/live/test_faults_crash.py); 30 s is far past that
+# and far below what lag alerts tolerate.
+_HOLD_LIMIT = 30.0
 _CHAT_PREFIX = state_key(SubjectType.CHAT_SESSION, "").encode()

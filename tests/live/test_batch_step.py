@@ -343,7 +343,14 @@ async def test_a_first_record_past_the_committed_offset_is_read_again_from_it(
     assert worker._seeking is not None
     await worker._seeking  # the consumer is not started here: the seek fails, logged
     assert worker._holds(next_one)  # later records wait for the re-read
+    assert worker._rejoining is None
+    worker.held_since[tp] -= 31.0  # ... for over _HOLD_LIMIT: the re-read is not coming
+    assert worker._holds(next_one)
+    assert worker._rejoining is not None  # the group rebalances, and its seek reads it
+    await worker._rejoining  # no group here: the request fails, logged
+    assert worker._holds(next_one)
     (reread,) = driven.events([ev(sid, "session.started", START)])
     reread.message.offset = 12
     assert not worker._holds(reread)  # the re-read is back at the committed offset
     assert worker.held == {}
+    assert worker.held_since == {}
