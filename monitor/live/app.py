@@ -360,11 +360,16 @@ class SlaWorker:
     async def _gate_producer(self) -> None:
         """Makes the producer's sender check for a stall before it sends anything
         (:mod:`monitor.live.send_gate`); aiokafka producers only (not ``memory://``)."""
-        producer = self.app.producer
-        await producer.maybe_start()
-        client = getattr(producer, "_producer", None)
-        if client is not None and hasattr(client, "_message_accumulator"):
+        await self.app.producer.maybe_start()
+        client = self._aiokafka_producer()
+        if client is not None:
             send_gate.install(client, self._check_stall)
+
+    def _aiokafka_producer(self) -> Any:
+        """The aiokafka producer under Faust's (None on ``memory://``, or before it started):
+        the one :mod:`monitor.live.send_gate` gates and withdraws from."""
+        client = getattr(self.app.producer, "_producer", None)
+        return client if hasattr(client, "_message_accumulator") else None
 
     async def _watch_stalls(self) -> None:
         """Turns every :data:`~monitor.live.fence.BEAT` seconds, so that a stall of the event
@@ -389,10 +394,8 @@ class SlaWorker:
         if not self.ready or not self.fence.close():
             return  # rebalancing or recovering already (nothing to protect), or fenced
         self._stop_in_flight()
-        client = getattr(self.app.producer, "_producer", None)
-        withdrawn = 0
-        if client is not None and hasattr(client, "_message_accumulator"):
-            withdrawn = send_gate.withdraw(client, self._fenced_topics)
+        client = self._aiokafka_producer()
+        withdrawn = 0 if client is None else send_gate.withdraw(client, self._fenced_topics)
         self.metrics.stall_fenced()
         log.warning(
             "the event loop stood still for %.1f s (over %.1f s, half the session timeout): "
@@ -952,8 +955,8 @@ class SlaWorker:
         faust_fixes.drain_on_flush(self.app)
         assigned = self._input_partitions(self.app.consumer.assignment())
         self.clocks.forget(self.clocks.partitions() - assigned)
-        # No lane survives a revocation, so every `processed` here is None: the hole detector
-        # compares each partition's first record with the committed offset (_advance).
+        # A revocation drops its partitions' lanes, so `processed` is mostly None here: the
+        # hole detector then compares the first record with the committed offset (_advance).
         fresh = {tp: Lane(processed=self._processed(tp)) for tp in assigned}
         numbers = {tp.partition for tp in assigned}
         count = 0
