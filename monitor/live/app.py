@@ -228,6 +228,9 @@ class SlaWorker:
         # gap against the committed offset only when there is one, and allows one record).
         self.held: dict[TP, int] = {}
         self.held_since: dict[TP, float] = {}  # loop time each hold began (_HOLD_LIMIT)
+        # The records the agent has gathered for its next batch, not yet handled (``_process``
+        # fills and empties this one list; ``_revocation_starts`` releases it).
+        self._gathered: list[Any] = []
         # Input partitions whose first record since the last rebalance has not come yet: it
         # must be the one at the committed offset (``_skipped_ahead``).
         self.resuming: set[TP] = set()
@@ -291,6 +294,7 @@ class SlaWorker:
         app.on_partitions_assigned.connect(self._on_assigned, weak=False)
         app.on_rebalance_complete.connect(self._on_rebalance_complete, weak=False)
         faust_fixes.apply(app, fetch_max_wait=settings.fetch_max_wait)
+        faust_fixes.on_revocation_start(app, self._revocation_starts)
 
     # -- the agent: every input event and timer firing, in partition order -----------------
 
@@ -314,7 +318,7 @@ class SlaWorker:
         ]
         watchdog = asyncio.ensure_future(self._watch_stalls())
         await self._gate_producer()
-        events: list[Any] = []
+        events = self._gathered  # one list, never rebound: a revocation releases it
         opened, epoch = 0.0, self.epoch
         try:
             async for event in stream.events():
@@ -324,11 +328,11 @@ class SlaWorker:
                     continue
                 if self.fence.fenced or not self.ready:  # read again after the rebalance
                     self._release([*events, event])
-                    events = []
+                    events.clear()
                     continue
                 if events and epoch != self.epoch:  # gathered before a revocation: stale
                     self._release(events)
-                    events = []
+                    events.clear()
                 events.append(event)
                 if len(events) == 1:
                     opened, epoch = loop.time(), self.epoch
@@ -343,15 +347,16 @@ class SlaWorker:
                         await asyncio.sleep(min(left, _LINGER_STEP))
                         if not waiting.empty():
                             continue
-                if epoch != self.epoch or self.fence.fenced:  # a revocation or a fence came
-                    self._release(events)  # while the batch lingered
-                    events = []
+                if epoch != self.epoch or self.fence.fenced or not self.ready:
+                    self._release(events)  # a revocation or a fence came while it lingered
+                    events.clear()
                     continue
                 for step in steps:  # one failed: surface its error, do not pile up batches
                     if step.done():
                         step.result()
-                await completing.put(await self.handle_batch(events))
-                events = []
+                batch = events.copy()  # out of reach of a revocation while it is handled
+                events.clear()
+                await completing.put(await self.handle_batch(batch))
         finally:
             watchdog.cancel()
             await completing.put(None)
@@ -423,6 +428,27 @@ class SlaWorker:
         self.ready = False
         self.epoch += 1
         self.overlay.clear()
+
+    def _revocation_starts(self) -> None:
+        """Releases (``_release``) the records the agent has gathered but not handled, and
+        hands nothing more on until the rebalance completes.
+
+        Why: Faust's revocation suspends the stream, clears its queue and then waits until
+        every record the agent took is acknowledged (``stream_wait_empty``); only after that
+        does it send ``on_partitions_revoked`` (:meth:`_on_revoked`). The agent, gathering a
+        batch, waits for a next record before it hands the batch on, and none comes: seen, a
+        worker waiting so for good ("wait_empty: Waiting for tasks"), evicted from the group
+        at the rebalance timeout while still holding every partition
+        (``test_two_workers_share_the_partitions[kafka]`` in a clean-clone CI run). Batches
+        already handled are left to finish: their outputs may be out, so they must reach the
+        changelog and be acknowledged (the wait is for them), not be read again.
+
+        Caller: the first step of every revocation (fix 9 in :mod:`monitor.live.faust_fixes`).
+        Affects: ``ready``, ``_gathered``, ``held``."""
+        self.ready = False
+        if self._gathered:
+            self._release(self._gathered)
+            self._gathered.clear()
 
     async def _rejoin(self) -> None:
         """Asks aiokafka's group coordinator, on the consumer's own thread, to rejoin."""

@@ -1,4 +1,4 @@
-"""Eight fixes to faust-streaming 0.15.3 that at-least-once delivery depends on.
+"""Nine fixes to faust-streaming 0.15.3 that at-least-once delivery depends on.
 
 All were found by the recovery tests (``tests/live/test_recovery.py``: SIGKILL a worker
 mid-stream, restart it, compare with replay; ``tests/live/test_kafka.py``: SIGKILL the broker)
@@ -84,6 +84,16 @@ and each loses input for good, so the worker applies them to its own app
    record against them and, past by more than one offset, seeks the partition back through
    Faust's ``Consumer.seek`` (which resets the read offset too) and holds it until the
    records come again.
+9. **An agent learns of a revocation only after Faust has waited for it**
+   (:func:`on_revocation_start`). A revocation suspends the streams, clears their queues and
+   waits until every record an agent has taken is acknowledged; only then does it send
+   ``on_partitions_revoked``. An agent that takes several records before it handles them
+   (the worker's batches) waits for a next one that the suspended stream never delivers, and
+   the revocation waits for the agent. Seen once in a clean-clone CI run on Kafka 4.1.1
+   (``test_two_workers_share_the_partitions``): the worker sat in ``wait_empty`` until the
+   group evicted it, both workers then claiming all four partitions. The fix gives the app a
+   callback at the revocation's first step (``TableManager.on_partitions_revoked``, called
+   before the wait), where the worker releases what it gathered.
 Not fixed: **exactly-once.** ``processing_guarantee="exactly_once"`` is refused at start-up
 (:mod:`monitor.live.config`). Three faults were found and fixed on the way (commit
 ``a38f5a4``): the consumer decides once, when created, whether it commits through
@@ -260,6 +270,22 @@ def fetch_only_active(app: Any) -> None:
 
     consumer._getmany = _getmany
     consumer._sla_fetches_snapshot = True
+
+
+def on_revocation_start(app: Any, callback: Callable[[], None]) -> None:
+    """Fix 9 (see the module doc): calls ``callback`` first thing in every revocation, before
+    Faust suspends the streams and waits for the records agents have taken. ``App.
+    _on_partitions_revoked`` calls the table manager's ``on_partitions_revoked`` (a plain
+    function) first, so this app's is wrapped. ``callback`` must not block: the consumer's
+    rebalance is waiting."""
+    tables = app.tables
+    revoking = tables.on_partitions_revoked
+
+    def on_partitions_revoked(revoked: Any) -> Any:
+        callback()
+        return revoking(revoked)
+
+    tables.on_partitions_revoked = on_partitions_revoked
 
 
 def drain_on_flush(app: Any) -> None:

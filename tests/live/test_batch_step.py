@@ -15,6 +15,7 @@ back from the topics with aiokafka, up to the end of every partition.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterable
@@ -354,3 +355,42 @@ async def test_a_first_record_past_the_committed_offset_is_read_again_from_it(
     assert not worker._holds(reread)  # the re-read is back at the committed offset
     assert worker.held == {}
     assert worker.held_since == {}
+
+
+async def test_a_revocation_does_not_wait_for_the_records_the_agent_gathered(
+    driven: Driven,
+) -> None:
+    """Faust's revocation waits until every record the agent took is acknowledged before it
+    tells the worker (``Consumer.wait_empty``, then ``on_partitions_revoked``). Records the
+    agent gathered for its next batch would never be: the stream is suspended, so the agent
+    waits for a next record that does not come (seen: a worker stuck so until the group
+    evicted it). The revocation's first step (fix 9 in monitor.live.faust_fixes) releases
+    them; batches already handled are left to finish (their outputs may be out)."""
+    worker, sid = driven.worker, session_id("revoked")
+    gathered = driven.events(
+        [ev(sid, "session.started", START), ev(sid, "message.sent", REPLY, sender="customer")]
+    )
+    tp = TP(gathered[0].message.topic, gathered[0].message.partition)
+    await worker._on_assigned(None, [tp])
+    worker.ready = True
+    consumer = worker.app.consumer
+    for event in gathered:  # as Faust's stream does when it hands a record to the agent
+        consumer._unacked_messages.add(event.message)
+    worker._gathered.extend(gathered)
+    epoch = worker.epoch
+
+    worker.app.tables.on_partitions_revoked({tp})  # what Faust calls first in a revocation
+    waiting = asyncio.ensure_future(consumer.wait_empty())  # the wait it then makes
+    done, _ = await asyncio.wait({waiting}, timeout=10)
+    if not done:  # (the wait ignores cancellation: end it, then fail)
+        consumer._unacked_messages.clear()
+        await waiting
+    assert done, "the revocation still waits for the records the agent gathered"
+
+    assert worker._gathered == []
+    assert not worker.ready  # nothing more is handled until the rebalance completes
+    assert worker.held == {tp: gathered[0].message.offset}  # read again from there
+    assert worker.epoch == epoch  # batches in flight are not stale: they finish
+    # The order the fix relies on: the tables' hook comes before the wait, in Faust's code.
+    source = inspect.getsource(type(worker.app)._on_partitions_revoked)
+    assert source.index("tables.on_partitions_revoked") < source.index("_consumer_wait_empty")
