@@ -447,6 +447,10 @@ class SlaWorker:
         Affects: ``ready``, ``_gathered``, ``held``."""
         self.ready = False
         if self._gathered:
+            log.info(
+                "a revocation begins: %d records gathered for the next batch are released, "
+                "to be read again after the rebalance", len(self._gathered),
+            )  # fmt: skip
             self._release(self._gathered)
             self._gathered.clear()
 
