@@ -255,6 +255,7 @@ class SlaWorker:
                 key_type=bytes,
                 value_type=bytes,
                 partitions=settings.partitions,
+                options=settings.table_options(),
             )
         )
         n = settings.partitions

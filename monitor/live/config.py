@@ -66,6 +66,16 @@ class Settings:
     policies: str | None = None  # file or directory; None = the bundled deploy/policies
     store: str = "rocksdb://"  # or memory:// (tests: state then lives in the changelog only)
     data_dir: str = "sla-monitor-data"
+    # RocksDB's memory, per table partition (each is a database of its own): memtables of
+    # `rocksdb_write_buffer_mib`, at most `rocksdb_write_buffers` of them, and a block cache of
+    # `rocksdb_block_cache_mib`. Kafka Streams' defaults for a state store. Faust's own (64 MiB
+    # memtables x 3 and a 2 GiB cache, per partition) put no useful bound on a worker: a soak
+    # at 10 sessions/s grew 0.85 MiB/min for 25 minutes without reaching a single memtable
+    # flush (BENCHMARKS.md, "Soak"). Memtables are allocated as they fill and the cache as
+    # blocks are read, so a small table (the escalation stage's) costs far less than this.
+    rocksdb_write_buffer_mib: int = 16
+    rocksdb_write_buffers: int = 3
+    rocksdb_block_cache_mib: int = 50
     metrics_port: int = 9108  # 0 disables the Prometheus endpoint
     log_level: str = "info"
 
@@ -131,6 +141,15 @@ class Settings:
             raise ConfigError("partitions and replication_factor must be at least 1")
         if not self.store.startswith(("rocksdb://", "memory://")):
             raise ConfigError(f"store must be rocksdb:// or memory://, not {self.store!r}")
+        if self.rocksdb_write_buffer_mib < 1 or self.rocksdb_block_cache_mib < 1:
+            raise ConfigError(
+                "rocksdb_write_buffer_mib and rocksdb_block_cache_mib must be at least 1"
+            )
+        if self.rocksdb_write_buffers < 2:  # with one, every flush stalls the table's writes
+            raise ConfigError(
+                f"rocksdb_write_buffers must be at least 2 (one is written while another is "
+                f"flushed to disk), not {self.rocksdb_write_buffers}"
+            )
         names = self.all_topics()
         if len(set(names)) != len(names):
             raise ConfigError(f"topic names must be distinct: {', '.join(names)}")
@@ -144,6 +163,17 @@ class Settings:
             raise ConfigError("event_time_grace must not be negative")
 
     # -- views used by the app and the topics command ------------------------------------
+
+    def table_options(self) -> dict[str, int]:
+        """The options of every table's store (``app.Table(options=...)``): RocksDB's memory
+        bounds, ignored by ``memory://``. A new dict each call: Faust's RocksDB store pops
+        keys from the one it is given."""
+        mib = 1024 * 1024
+        return {
+            "write_buffer_size": self.rocksdb_write_buffer_mib * mib,
+            "max_write_buffer_number": self.rocksdb_write_buffers,
+            "block_cache_size": self.rocksdb_block_cache_mib * mib,
+        }
 
     @property
     def bootstrap_servers(self) -> str:

@@ -132,7 +132,12 @@ class EscalationStage:
         }
         n = s.partitions
         self.table: Any = app.Table(
-            s.tenant_table_name, default=None, key_type=bytes, value_type=bytes, partitions=n
+            s.tenant_table_name,
+            default=None,
+            key_type=bytes,
+            value_type=bytes,
+            partitions=n,
+            options=s.table_options(),
         )
         self.accounting = _raw_topic(app, s.topic_accounting, n)
         self.escalations = _raw_topic(app, s.topic_escalations)

@@ -16,7 +16,9 @@ Versions:
   retention kicks in.
 * long: ``SLA_SOAK_SECONDS=1800 SLA_SOAK_BROKER=kafka`` (Apache Kafka; ``tansu`` is the
   default), optionally ``SLA_SOAK_STORE=rocksdb://`` (default ``memory://``, where every
-  record the worker keeps is in its RSS) and ``SLA_SOAK_RATE``.
+  record the worker keeps is in its RSS) and ``SLA_SOAK_RATE``. With RocksDB,
+  ``SLA_SOAK_ROCKSDB=write_buffer_mib,write_buffers,block_cache_mib`` sets its memory bounds
+  (the ``rocksdb_*`` settings; default: theirs), for example ``64,3,2048``, Faust's own.
 """
 
 from __future__ import annotations
@@ -66,6 +68,18 @@ RETENTION = 10.0
 #   +0.04 MiB/min, and +0.23 when the worker's KPI tracker kept every session it had seen
 #   (~350 bytes each, KpiTracker.forget); 0.12 sits between the two.
 MAX_SLOPE_MIB_PER_MIN = 1.5 if SECONDS < 900 else 0.12
+_ROCKSDB = os.environ.get("SLA_SOAK_ROCKSDB")
+ROCKSDB: dict[str, int] = (
+    {}
+    if not _ROCKSDB
+    else dict(
+        zip(
+            ("rocksdb_write_buffer_mib", "rocksdb_write_buffers", "rocksdb_block_cache_mib"),
+            map(int, _ROCKSDB.split(",")),
+            strict=True,
+        )
+    )
+)
 
 
 @pytest.fixture
@@ -158,7 +172,7 @@ async def test_memory_is_flat_under_a_steady_load(soak_broker: Broker, tmp_path:
     port = free_port()
     setup = LiveSetup(
         soak_broker, tmp_path, policies=str(policies), store=STORE,
-        overrides={"metrics_port": port, "retention_interval": 2.0},
+        overrides={"metrics_port": port, "retention_interval": 2.0, **ROCKSDB},
     )  # fmt: skip
     s = setup.settings
     await setup.create_topics()
@@ -195,7 +209,8 @@ async def test_memory_is_flat_under_a_steady_load(soak_broker: Broker, tmp_path:
     bound = RATE * (TARGET + 2)
     print(
         f"soak {SECONDS:.0f} s at {RATE:.0f} sessions/s ({opened} sessions, {len(breached)} "
-        f"breached, store {STORE}): RSS {samples[0][1]:.1f} -> {samples[-1][1]:.1f} MiB, "
+        f"breached, store {STORE} {_ROCKSDB or ''}): "
+        f"RSS {samples[0][1]:.1f} -> {samples[-1][1]:.1f} MiB, "
         f"second-half slope {slope:+.2f} MiB/min, open timers max "
         f"{max(row[2] for row in samples):.0f}, lag max {max(row[3] for row in samples):.0f}"
     )
