@@ -70,9 +70,10 @@ class Settings:
     # `rocksdb_write_buffer_mib`, at most `rocksdb_write_buffers` of them, and a block cache of
     # `rocksdb_block_cache_mib`. Kafka Streams' defaults for a state store. Faust's own (64 MiB
     # memtables x 3 and a 2 GiB cache, per partition) put no useful bound on a worker: a soak
-    # at 10 sessions/s grew 0.85 MiB/min for 25 minutes without reaching a single memtable
-    # flush (BENCHMARKS.md, "Soak"). Memtables are allocated as they fill and the cache as
-    # blocks are read, so a small table (the escalation stage's) costs far less than this.
+    # at 10 sessions/s grew +0.81 MiB/min with them, +0.05 with memtables small enough to
+    # flush within the run (BENCHMARKS.md, "Soak: RocksDB's memory"). Memtables take memory
+    # as they fill and the cache as blocks are read: a small table (the escalation stage's)
+    # costs far less than this.
     rocksdb_write_buffer_mib: int = 16
     rocksdb_write_buffers: int = 3
     rocksdb_block_cache_mib: int = 50
