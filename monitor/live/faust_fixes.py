@@ -81,9 +81,10 @@ and each loses input for good, so the worker applies them to its own app
    or missing altogether (``tests/live/test_faults_crash.py``, about one run in three). Now
    ``on_rebalance_complete`` is sent after the seek, so the committed offsets are the
    broker's when a worker marks itself ready; the worker checks each partition's first
-   record against them and, past by more than one offset, seeks the partition back through
-   Faust's ``Consumer.seek`` (which resets the read offset too) and holds it until the
-   records come again.
+   record against them and, past even by one offset (a lost record, or a transaction
+   marker: the hold tells them apart), seeks the partition back through Faust's
+   ``Consumer.seek`` (which resets the read offset too) and holds it until the records come
+   again.
 9. **An agent learns of a revocation only after Faust has waited for it**
    (:func:`on_revocation_start`). A revocation suspends the streams, clears their queues and
    waits until every record an agent has taken is acknowledged; only then does it send
