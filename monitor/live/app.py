@@ -586,10 +586,11 @@ class SlaWorker:
         record lost the same way (seen on Kafka, clean-clone CI at ``2c9922b``: ``tickets[2]``
         resumed at 6 with 5 committed, the record at 5 never handled, then "ticket.transferred
         for 'T-0000065', but no ticket.created was seen" and two ``met`` facts missing; a
-        one-offset allowance had let it through). So that the re-read lifts the hold whether it begins at the committed
-        offset or just after a marker there, that case is held at the first record's own
-        offset (committed + 1); further past, at the committed offset, where the re-read must
-        begin (a record of the rebalance's own re-read, still on its way, may lie in between).
+        one-offset allowance had let it through). So that the re-read lifts the hold whether
+        it begins at the committed offset or just after a marker there, that case is held at
+        the first record's own offset (committed + 1); further past, at the committed offset,
+        where the re-read must begin (a record of the rebalance's own re-read, still on its
+        way, may lie in between).
 
         Caller: the agent, for every record while a partition is resuming. Affects:
         ``resuming``, ``held``."""
