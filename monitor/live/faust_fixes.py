@@ -130,8 +130,9 @@ log = logging.getLogger(__name__)
 RUNNING_MARK = "sla-monitor.running"
 
 #: The faust-streaming release whose code :func:`seek_before_resume`, :func:`fetch_only_active`,
-#: :func:`set_fetch_max_wait` and :func:`drain_on_flush` copy or wrap. Another release may have
-#: moved or fixed what they replace, and patching it blindly could lose input silently.
+#: :func:`set_fetch_max_wait`, :func:`drain_on_flush` and :func:`on_revocation_start` copy, wrap
+#: or rely on the order of. Another release may have moved or fixed what they replace, and
+#: patching it blindly could lose input silently.
 FAUST_VERSION = "0.15.3"
 
 
