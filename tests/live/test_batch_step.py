@@ -38,6 +38,7 @@ from monitor.live.records import input_record
 from monitor.live.worker import build_engine
 from monitor.metrics import SlaMetrics
 from monitor.sla_event import Kind
+from monitor.timeutil import MICROS_PER_SECOND, parse_rfc3339
 from tests.live.harness import LiveSetup, TopicReader, ev, session_id
 
 pytestmark = pytest.mark.broker
@@ -64,16 +65,21 @@ class Driven:
     registry: CollectorRegistry
     offsets: Counter[TP]
 
-    def event(self, topic: str, key: bytes, value: bytes) -> Any:
-        """A Faust event for a record the consumer would deliver: the partition Kafka's default
-        partitioner picks for ``key``, the partition's next offset."""
-        n = self.setup.partitions
-        partition = DefaultPartitioner()(key, list(range(n)), list(range(n)))
+    def event(self, topic: str, key: bytes, value: bytes, partition: int | None = None) -> Any:
+        """A Faust event for a record the consumer would deliver: on ``partition``, else the
+        one Kafka's default partitioner picks for ``key``; the partition's next offset."""
+        if partition is None:
+            partition = self.partition(key)
         tp = TP(topic, partition)
         offset = self.offsets[tp]
         self.offsets[tp] += 1
         message = Message(topic, partition, offset, time.time(), 0, [], key, value, None, tp=tp)
         return self.worker.app.create_event(key, value, [], message)
+
+    def partition(self, key: bytes) -> int:
+        n = self.setup.partitions
+        partition: int = DefaultPartitioner()(key, list(range(n)), list(range(n)))
+        return partition
 
     def events(self, inputs: Iterable[dict[str, Any]]) -> list[Any]:
         """Faust events for input events (dicts), as the chat platform's producer sends them."""
@@ -475,3 +481,37 @@ async def test_the_records_waiting_in_the_stream_are_taken_as_the_stream_would_y
     assert all(e.message.tracked and e.message in unacked for e in events[:3])
     assert queue.qsize() == 1  # the stream's to skip
     assert events[3].message not in unacked
+
+
+async def test_a_timer_firing_decides_nothing_past_the_workers_own_clock(driven: Driven) -> None:
+    """A timer firing carries the instant the sender's clock had reached. One sent before a
+    crash is read again after it, while the input that moved that clock is still to be read
+    again: applied at its instant to the stored (older) record, it fired a breach that the
+    re-read answer then retracted (tests/live/test_recovery.py). The worker applies a firing
+    only up to its own clock of the subject's partition."""
+    worker, s = driven.worker, driven.setup.settings
+    sid = session_id("clamped")
+    [opening] = driven.events([started(sid)])
+    partition = opening.message.partition
+    await worker.process_batch([opening])
+    an_hour_later = parse_rfc3339(START) + 3600 * MICROS_PER_SECOND
+
+    def firing() -> Any:  # as the tick sends it: to the subject's partition of sla.timeouts
+        return driven.event(s.topic_timeouts, key(sid), str(an_hour_later).encode(), partition)
+
+    batch = await worker.process_batch([firing()])
+    assert [f.kind for f, _ in batch.facts] == []  # this worker's clock is still at the start
+
+    # Another session on the same partition, a minute later, moves the clock past the 4 s
+    # deadline (not to the firing's instant): the same firing now decides the breach.
+    other = next(
+        o
+        for o in (session_id(f"clock-{i}") for i in range(1000))
+        if driven.partition(o.encode()) == partition
+    )
+    minute = "2026-10-08T10:01:00.000+08:00"
+    [moved] = driven.events([ev(other, "session.started", minute, channel="web")])
+    batch = await worker.process_batch([moved, firing()])
+    decided = {f.kind: f for f, _ in batch.facts if f.subject_id == sid}
+    assert set(decided) == {Kind.WARNING, Kind.BREACH}
+    assert decided[Kind.BREACH].detected_at < an_hour_later  # at the clock, not the firing
