@@ -919,15 +919,11 @@ class SlaWorker:
     def _is_caught_up(self, tp: TP, lane: Lane) -> bool:
         """True when the input partition has nothing left to read (lag 0), by the fetch high
         watermark (exact on Kafka and on Tansu, unlike ListOffsets there)."""
-        consumer = self.app.consumer
-        try:
-            highwater = consumer.highwater(tp)
-        except Exception:  # not (yet) assigned or fetched
-            highwater = None
+        highwater = self._highwater(tp)
         if highwater is None:
             return False
         lane.heard = self._heard(tp)
-        committed = getattr(consumer, "_committed_offset", {})
+        committed = getattr(self.app.consumer, "_committed_offset", {})
         if lane.processed is not None:
             position = lane.processed + 1
         elif committed.get(tp) is not None:
@@ -940,6 +936,14 @@ class SlaWorker:
         lag: int = max(highwater - position, 0)
         self.metrics.set_partition_lag(tp.topic, tp.partition, lag)
         return lag == 0
+
+    def _highwater(self, tp: TP) -> int | None:
+        """The input partition's end as of the last fetch response (None: not yet fetched)."""
+        try:
+            highwater: int | None = self.app.consumer.highwater(tp)
+        except Exception:  # not (yet) assigned or fetched
+            return None
+        return highwater
 
     def _heard(self, tp: TP) -> int | None:
         """When the broker last answered a fetch for ``tp`` (µs since the epoch, aiokafka's
@@ -968,19 +972,12 @@ class SlaWorker:
         worker drained a backlog faster than the 2.8 s commit interval)."""
         if self._busy():
             return
-        consumer = self.app.consumer
-        committed = getattr(consumer, "_committed_offset", {})
+        committed = getattr(self.app.consumer, "_committed_offset", {})
         for tp in sorted(self.lanes):
-            lane, now = self.lanes.get(tp), self.clocks.peek(tp)
-            if lane is None or now is None:
-                continue
-            try:
-                end = consumer.highwater(tp)
-            except Exception:  # not (yet) fetched
-                end = None
+            lane, now, end = self.lanes.get(tp), self.clocks.peek(tp), self._highwater(tp)
+            if lane is None or now is None or end is None:
+                continue  # revoked while we were sending, no time proved, or no end yet
             done = committed.get(tp)
-            if end is None:
-                continue  # no end offset to wait for
             if lane.swept_to is not None and (done is None or done < lane.swept_to):
                 continue  # the input up to the last sweep's end is not committed yet
             expired = set()

@@ -199,20 +199,12 @@ async def _bench(overrides: dict[str, Any], work: Path, plan: Plan) -> int:
     bare = await _bare_consumer(settings, n)
     print(f"bare aiokafka consumer:  {bare:,.0f} events/s  (reads the backlog, does nothing)")
 
-    ceiling_settings = settings.replace(metrics_port=free_port())
-    ceiling_log = work / "ceiling.log"
-    with _subprocess(ceiling_settings, ceiling_log, CEILING) as (metrics_url, pid):
-        ceiling = await _drain(metrics_url, pid, n, ceiling_log)
+    ceiling = await _ceiling(settings, work, n, direct=False)
     print(
         f"bare Faust agent:        {ceiling.rate:,.0f} events/s, {ceiling.cpu_us:,.0f} µs CPU "
         "per event  (counts each event: the ceiling)"
     )
-    direct_settings = settings.replace(metrics_port=free_port(), app_id=f"{settings.app_id}-d")
-    with _subprocess(direct_settings, work / "ceiling-direct.log", [*CEILING, "--direct"]) as (
-        metrics_url,
-        pid,
-    ):
-        direct = await _drain(metrics_url, pid, n, work / "ceiling-direct.log")
+    direct = await _ceiling(settings, work, n, direct=True)
     print(
         f"... with the worker's hand-overs: {direct.rate:,.0f} events/s, {direct.cpu_us:,.0f} µs "
         "CPU per event  (monitor.live.direct_delivery)"
@@ -254,6 +246,17 @@ async def _bench(overrides: dict[str, Any], work: Path, plan: Plan) -> int:
             f"{pair / rate:.2f}x one worker (target >= 1.6x)"
         )
     return 0
+
+
+async def _ceiling(settings: Settings, work: Path, expected: int, *, direct: bool) -> Drain:
+    """The bare Faust agent (:mod:`monitor.live.ceiling`) through the backlog as a consumer group
+    of its own; ``direct``: with the worker's hand-overs instead of Faust's."""
+    name, args = ("ceiling-direct", [*CEILING, "--direct"]) if direct else ("ceiling", CEILING)
+    app_id = f"{settings.app_id}-direct" if direct else settings.app_id  # (app: app_id-ceiling)
+    own = settings.replace(metrics_port=free_port(), app_id=app_id)
+    log_path = work / f"{name}.log"
+    with _subprocess(own, log_path, args) as (metrics_url, pid):
+        return await _drain(metrics_url, pid, expected, log_path)
 
 
 async def _two_workers(settings: Settings, work: Path, expected: int) -> float:

@@ -10,24 +10,24 @@ it builds it; Faust's fetcher (``Consumer._drain_messages``) then calls the repl
 ``consumer.wait_first`` for every record it fetched, as before. ``SlaWorker._process`` calls
 :func:`take_waiting` after each record its stream yields.
 
-**The fetcher's hand-over.**
-**Why.** For each record, Faust 0.15.3's fetcher awaits ``self.wait_first(callback(message),
-self.suspend_flow.wait())``: mode's ``Service.wait_first`` wraps both coroutines, and the
-consumer's ``stopped`` and ``crashed`` events, in four tasks, waits for the first to finish with
-``asyncio.wait`` and cancels the other three. It is there so that a rebalance, which sets
-``suspend_flow``, can cut short a hand-over that blocks: the conductor's ``on_message`` waits
-while flow control is suspended, while the producer buffer is over its limit, while its
-subscriptions are being rebuilt, and while an agent's queue is full. With py-spy on the worker
-draining a backlog (``sla-monitor bench --live --kafka``, commit ``e27b5c1``), ``wait_first``
-itself was 13 % of all the worker's CPU, and the task machinery it sets going (``create_task``,
-``Handle._run``, ``_wait``, cancellations) several percent more: more than the engine, the
-table and parsing together.
+**The fetcher's hand-over.** For each record, Faust 0.15.3's fetcher awaits
+``self.wait_first(callback(message), self.suspend_flow.wait())``: mode's
+``Service.wait_first`` wraps both coroutines, and the consumer's ``stopped`` and ``crashed``
+events, in four tasks, waits for the first to finish with ``asyncio.wait`` and cancels the
+other three. It is there so that a rebalance, which sets ``suspend_flow``, can cut short a
+hand-over that blocks: the conductor's ``on_message`` waits while flow control is suspended,
+while the producer buffer is over its limit, while its subscriptions are being rebuilt, and
+while an agent's queue is full. With py-spy on the worker draining a backlog (``sla-monitor
+bench --live --kafka``, commit ``e27b5c1``), ``wait_first`` itself was 13 % of all the
+worker's CPU, and the task machinery it sets going (``create_task``, ``Handle._run``,
+``_wait``, cancellations) several percent more: more than the engine, the table and parsing
+together.
 
-What :func:`install` does instead: when the coroutine is the conductor's hand-over and none of the
-conditions it could wait on holds, the hand-over cannot block: it is awaited directly (it runs
-to its end without giving up the loop) and ``suspend_flow.wait()`` is closed unawaited. In any
-other case, and for any other caller, mode's ``wait_first`` runs as before. A rebalance can
-only begin when the loop runs something else, so it cannot come between the check and the
+What :func:`install` does instead: when the coroutine is the conductor's hand-over and none of
+the conditions it could wait on holds, the hand-over cannot block: it is awaited directly (it
+runs to its end without giving up the loop) and ``suspend_flow.wait()`` is closed unawaited.
+In any other case, and for any other caller, mode's ``wait_first`` runs as before. A rebalance
+can only begin when the loop runs something else, so it cannot come between the check and the
 hand-over.
 
 **The stream's hand-over.** Faust's stream (``Stream._py_aiter`` and its Cython twin) yields
@@ -41,7 +41,7 @@ the acknowledgement). It stops at the first record the stream must see itself: a
 for the stream, a suspended flow, a record of an older consumer generation (Faust skips those).
 
 Measured (``sla-monitor bench --live --kafka``, BENCHMARKS.md): the two together took the worker
-from 257 to ... µs of CPU per record. ``bench``'s bare Faust agent (:mod:`monitor.live.ceiling`)
+from 257 to 176-214 µs of CPU per record. ``bench``'s bare Faust agent (:mod:`monitor.live.ceiling`)
 keeps Faust's own hand-overs: it is the framework's per-record cost the worker is measured
 against.
 """
