@@ -92,9 +92,10 @@ class Settings:
     escalation_stage: bool = True
     batch_max: int = 1000  # records handled, published and stored together (fewer when idle)
     # Longest a batch waits for more records when none is waiting (seconds; 0 = never wait).
-    # Faust hands the agent one record per event-loop turn, so without a wait a backlog is
-    # handled in batches of 1-4 records and every record pays a table write and a produce
-    # request of its own (BENCHMARKS.md, issue 7). Bounded by tick_interval in the delay it adds.
+    # The agent takes what is waiting (monitor.live.direct_delivery), but on a backlog the
+    # next fetch is often a moment away: without a wait batches held 1-4 records and every
+    # record paid a table write and a produce request of its own (BENCHMARKS.md, issue 7).
+    # Bounded by tick_interval in the delay it adds.
     batch_linger: float = 0.02
     batches_in_flight: int = 32  # handled batches waiting for their deliveries
     producer_linger: float = 0.005  # seconds a produce request waits to gather more records

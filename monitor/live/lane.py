@@ -4,7 +4,8 @@ Who calls what: :class:`monitor.live.app.SlaWorker` keeps one :class:`Lane` per 
 topic-partition it owns (``chat.sessions`` and ``tickets`` partitions are separate lanes: each
 has its own clock, see :mod:`monitor.live.clock`). It creates them when a rebalance completes
 (``_on_rebalance_complete``), drops them when their partition is revoked, and updates them as
-records are handled (``processed``) and on every tick (``caught_up``, ``heard``).
+records are handled (``processed``), on every tick (``caught_up``, ``heard``) and on every
+retention sweep (``expired``, ``swept_to``).
 """
 
 from __future__ import annotations
@@ -28,3 +29,7 @@ class Lane:
     heard: int | None = None
     #: Offset of the last input record handled, for the hole detector; None before the first.
     processed: int | None = None
+    #: Keys the last retention sweep found expired, to be deleted once the input up to
+    #: ``swept_to`` (the partition's end at that sweep) is committed (``SlaWorker._sweep``).
+    expired: set[bytes] = field(default_factory=set)
+    swept_to: int | None = None

@@ -195,9 +195,10 @@ metrics:
     return folder
 
 
-def generated_day(seed: int) -> list[dict[str, Any]]:
-    """A day of chats and tickets in the past (a backlog, judged on event time)."""
-    return generate(DAY, 24.0, seed, chats_per_hour=40.0, tickets_per_hour=12.0)
+def generated_day(seed: int, scale: float = 1.0) -> list[dict[str, Any]]:
+    """A day of chats and tickets in the past (a backlog, judged on event time), ``scale``
+    times the usual traffic."""
+    return generate(DAY, 24.0, seed, chats_per_hour=40.0 * scale, tickets_per_hour=12.0 * scale)
 
 
 def chat(setup: LiveSetup, event: dict[str, Any]) -> tuple[str, bytes, bytes]:

@@ -33,10 +33,12 @@ from monitor.engine import SubjectState
 from monitor.errors import Reason
 from monitor.live.app import SlaWorker, create_app
 from monitor.live.broker import Broker
+from monitor.live.direct_delivery import take_waiting
 from monitor.live.records import input_record
 from monitor.live.worker import build_engine
 from monitor.metrics import SlaMetrics
 from monitor.sla_event import Kind
+from monitor.timeutil import MICROS_PER_SECOND, parse_rfc3339
 from tests.live.harness import LiveSetup, TopicReader, ev, session_id
 
 pytestmark = pytest.mark.broker
@@ -63,16 +65,21 @@ class Driven:
     registry: CollectorRegistry
     offsets: Counter[TP]
 
-    def event(self, topic: str, key: bytes, value: bytes) -> Any:
-        """A Faust event for a record the consumer would deliver: the partition Kafka's default
-        partitioner picks for ``key``, the partition's next offset."""
-        n = self.setup.partitions
-        partition = DefaultPartitioner()(key, list(range(n)), list(range(n)))
+    def event(self, topic: str, key: bytes, value: bytes, partition: int | None = None) -> Any:
+        """A Faust event for a record the consumer would deliver: on ``partition``, else the
+        one Kafka's default partitioner picks for ``key``; the partition's next offset."""
+        if partition is None:
+            partition = self.partition(key)
         tp = TP(topic, partition)
         offset = self.offsets[tp]
         self.offsets[tp] += 1
         message = Message(topic, partition, offset, time.time(), 0, [], key, value, None, tp=tp)
         return self.worker.app.create_event(key, value, [], message)
+
+    def partition(self, key: bytes) -> int:
+        n = self.setup.partitions
+        partition: int = DefaultPartitioner()(key, list(range(n)), list(range(n)))
+        return partition
 
     def events(self, inputs: Iterable[dict[str, Any]]) -> list[Any]:
         """Faust events for input events (dicts), as the chat platform's producer sends them."""
@@ -405,3 +412,106 @@ async def test_a_revocation_does_not_wait_for_the_records_the_agent_gathered(
     # The order the fix relies on: the tables' hook comes before the wait, in Faust's code.
     source = inspect.getsource(type(worker.app)._on_partitions_revoked)
     assert source.index("tables.on_partitions_revoked") < source.index("_consumer_wait_empty")
+
+
+async def test_a_fetched_record_is_handed_over_in_the_fetchers_own_task(driven: Driven) -> None:
+    """Faust's fetcher hands each record over through ``wait_first``: four tasks per record, so
+    that a rebalance can cut short a hand-over that blocks (13 % of the worker's CPU on a
+    backlog, py-spy). When nothing can block, the worker's app hands it over directly
+    (:mod:`monitor.live.direct_delivery`); when something can (here: the rebalance suspended
+    the flow), Faust's ``wait_first`` still lets the suspension end the hand-over."""
+    app, sid = driven.worker.app, session_id("handover")
+    conductor, consumer = app.topics, app.consumer
+    channel = driven.worker.inputs.clone(is_iterator=True)  # what the agent's stream iterates
+    conductor.add(channel)
+    first, second = driven.events([started(sid), reply(sid)])
+    await conductor.on_partitions_assigned({first.message.tp})
+    handed: list[asyncio.Task[Any] | None] = []
+    put = channel.queue.put_nowait_enhanced
+
+    def put_nowait_enhanced(value: Any, **kwargs: Any) -> Any:  # Faust's Cython handler's call
+        handed.append(asyncio.current_task())
+        return put(value, **kwargs)
+
+    channel.queue.put_nowait_enhanced = put_nowait_enhanced
+    app.flow_control.resume()
+    consumer.resume_flow()
+
+    await consumer.wait_first(consumer.callback(first.message), consumer.suspend_flow.wait())
+    assert handed == [asyncio.current_task()], "handed over in a task of its own"
+    assert channel.queue.get_nowait().message is first.message
+
+    app.flow_control.suspend()  # what a revocation does first (App._on_partitions_revoked)
+    consumer.stop_flow()
+    handing = consumer.wait_first(consumer.callback(second.message), consumer.suspend_flow.wait())
+    await asyncio.wait_for(handing, timeout=5)  # awaited directly, it would never end
+    assert len(handed) == 1  # the suspension won: nothing handed
+    assert channel.queue.empty()
+
+
+async def test_the_records_waiting_in_the_stream_are_taken_as_the_stream_would_yield_them(
+    driven: Driven,
+) -> None:
+    """The agent takes the records already waiting behind the one Faust's stream yielded in one
+    go, not one per loop turn (:func:`monitor.live.direct_delivery.take_waiting`). Each is
+    tracked as unacknowledged as the stream does (Faust's revocation waits for it, its commit
+    stops below it); a record of an older consumer generation, which the stream skips, and
+    everything after it are left to the stream."""
+    app, sid = driven.worker.app, session_id("waiting")
+    stream = app.stream(driven.worker.inputs.clone(is_iterator=True))
+    app.topics.add(stream.channel)
+    await app.topics._update_indices()  # what subscribing does: its topics are acked
+    queue = stream.channel.queue
+    events = driven.events([started(sid), reply(sid), reply(sid), reply(sid)])
+    for event in events:
+        event.message.generation_id = app.consumer_generation_id
+        event.message.tracked = False  # as the consumer's messages start (ConsumerMessage)
+        queue.put_nowait(event)
+    events[3].message.generation_id = app.consumer_generation_id - 1  # fetched before a rebalance
+    unacked = app.consumer.unacked
+
+    assert take_waiting(stream, 10) == []  # the flow is suspended until a rebalance completes
+    app.flow_control.resume()
+    queue.put_nowait(events[0])  # (resuming clears the queues Faust manages)
+    for event in events[1:]:
+        queue.put_nowait(event)
+
+    assert take_waiting(stream, 1) == events[:1]
+    assert take_waiting(stream, 10) == events[1:3]
+    assert all(e.message.tracked and e.message in unacked for e in events[:3])
+    assert queue.qsize() == 1  # the stream's to skip
+    assert events[3].message not in unacked
+
+
+async def test_a_timer_firing_decides_nothing_past_the_workers_own_clock(driven: Driven) -> None:
+    """A timer firing carries the instant the sender's clock had reached. One sent before a
+    crash is read again after it, while the input that moved that clock is still to be read
+    again: applied at its instant to the stored (older) record, it fired a breach that the
+    re-read answer then retracted (tests/live/test_recovery.py). The worker applies a firing
+    only up to its own clock of the subject's partition."""
+    worker, s = driven.worker, driven.setup.settings
+    sid = session_id("clamped")
+    [opening] = driven.events([started(sid)])
+    partition = opening.message.partition
+    await worker.process_batch([opening])
+    an_hour_later = parse_rfc3339(START) + 3600 * MICROS_PER_SECOND
+
+    def firing() -> Any:  # as the tick sends it: to the subject's partition of sla.timeouts
+        return driven.event(s.topic_timeouts, key(sid), str(an_hour_later).encode(), partition)
+
+    batch = await worker.process_batch([firing()])
+    assert [f.kind for f, _ in batch.facts] == []  # this worker's clock is still at the start
+
+    # Another session on the same partition, a minute later, moves the clock past the 4 s
+    # deadline (not to the firing's instant): the same firing now decides the breach.
+    other = next(
+        o
+        for o in (session_id(f"clock-{i}") for i in range(1000))
+        if driven.partition(o.encode()) == partition
+    )
+    minute = "2026-10-08T10:01:00.000+08:00"
+    [moved] = driven.events([ev(other, "session.started", minute, channel="web")])
+    batch = await worker.process_batch([moved, firing()])
+    decided = {f.kind: f for f, _ in batch.facts if f.subject_id == sid}
+    assert set(decided) == {Kind.WARNING, Kind.BREACH}
+    assert decided[Kind.BREACH].detected_at < an_hour_later  # at the clock, not the firing
