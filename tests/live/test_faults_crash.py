@@ -196,7 +196,8 @@ async def test_repeated_sigkills_under_load_equal_replay(broker: Broker, tmp_pat
         took = time.monotonic() - began
         report = chaos.summary()
         print(
-            f"\n{type(broker).__name__}: {len(chaos.kills)} kills {report}; "
+            f"\n{type(broker).__name__}: day from {day.start.isoformat()} (SLA_LOAD_START), "
+            f"{len(chaos.kills)} kills {report}; "
             f"{result.facts} facts, repeats {dict(result.repeats)} "
             f"({result.redetected} redetected); "
             f"{took:.0f} s"
