@@ -5,9 +5,11 @@ kinds of consumer:
 
 * ``sla_id`` names one SLA *target instance* (say, the first response of ticket T-1). It is
   derived from the input alone, so replay and every live worker agree on it. A penalty service
-  keeps one row per ``sla_id``: a ``breach`` then, maybe, a ``retraction`` of that breach.
-* ``fact_id`` names one fact about it (``sla_id`` + kind + warning share), so an at-least-once
-  consumer can drop exact repeats of any message, warnings included.
+  keeps one row per ``sla_id``: a ``breach`` then, maybe, a ``retraction`` of that breach (and
+  maybe a second breach, and so on: the latest breach or retraction is the verdict).
+* ``fact_id`` names one fact about it (``sla_id`` + kind + warning share, + ``round`` from the
+  second breach of a target on), so an at-least-once consumer can drop exact repeats of any
+  message, warnings included.
 """
 
 from __future__ import annotations
@@ -68,11 +70,20 @@ class SlaEvent(NamedTuple):
     penalty: Penalty | None = None  # breaches (and their retractions): what the contract charges
     reason: str | None = None  # retractions: what proved the breach wrong
     tier: str | None = None  # tier_escalation facts: the tier the ticket goes to (003 3.4)
+    # Breaches (escalations) and their retractions: which breach of the target this is, 2 for
+    # the one after a retraction (a priority change back, a pause, ...). Part of ``fact_id``:
+    # without it the second breach repeated the first one's id with another payload, and a
+    # consumer dropping repeats by id dropped it (seen: tests/live/test_faults_crash.py, a
+    # P1 ticket breached, retracted by a change to P2, breached again under P2).
+    round: int = 1
 
     @property
     def fact_id(self) -> str:
-        suffix = f"{self.kind}:{self.share}" if self.kind is Kind.WARNING else str(self.kind)
-        return f"{self.sla_id}:{suffix}"
+        if self.kind is Kind.WARNING:
+            return f"{self.sla_id}:{self.kind}:{self.share}"
+        if self.round > 1:
+            return f"{self.sla_id}:{self.kind}:{self.round}"
+        return f"{self.sla_id}:{self.kind}"
 
     @property
     def elapsed_seconds(self) -> float | None:
@@ -112,6 +123,8 @@ class SlaEvent(NamedTuple):
             out["penalty"] = {"amount": self.penalty.amount, "currency": self.penalty.currency}
         if self.reason is not None:
             out["reason"] = self.reason
+        if self.round > 1:
+            out["round"] = self.round
         if self.tier is not None:
             # The sla.escalations topic carries 6.2 escalations (monitor.accounting) too; both
             # name their rule, and both are kind "escalation".

@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from monitor.engine import ClockPhase, SlaEngine, state_key
+from monitor.engine.state import SlaClock
 from monitor.errors import Reason, RejectedEvent
 from monitor.policy import load_policy_set
 from monitor.sla_event import Kind
 from monitor.timeutil import format_rfc3339
 from monitor.validation import parse_event
-from monitor.vocabulary import Metric, Period
+from monitor.vocabulary import Metric, Period, SubjectType
 from tests.factories import Run, default_policies, ev, t
 
 END = "2026-12-30 00:00"
+SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 
 def created(at: str, priority: str = "P3", tid: str = "T1", **kw: object) -> Run:
@@ -93,6 +96,40 @@ def test_downgrade_after_a_breach_retracts_it() -> None:
     assert retraction.reason == "priority changed"
     run.feed(ev("ticket.comment", "T1", "2026-10-08 14:00", actor="agent", public=True))
     assert run.only(Kind.MET).sla_id == breach.sla_id
+
+
+def test_a_breach_after_a_retraction_is_a_new_fact() -> None:
+    """Breached, retracted by a downgrade, breached again by the upgrade back: the second breach
+    has the first one's deadline and payload, yet it is a new fact (the verdict flipped twice),
+    so its ``fact_id`` differs; a consumer that drops repeats by id kept only the retraction."""
+    run = created("2026-10-08 09:00", "P2").until("2026-10-08 11:30")
+    run.feed(ev("ticket.priority_changed", "T1", "2026-10-08 11:30", priority="P4"))
+    run.feed(ev("ticket.priority_changed", "T1", "2026-10-08 11:40", priority="P2"))
+    run.until("2026-10-08 11:41")
+    run.feed(ev("ticket.priority_changed", "T1", "2026-10-08 11:50", priority="P4"))
+    verdicts = [f for f in run.facts if f.kind in (Kind.BREACH, Kind.RETRACTION)]
+    assert [(f.kind, f.round) for f in verdicts] == [
+        (Kind.BREACH, 1), (Kind.RETRACTION, 1), (Kind.BREACH, 2), (Kind.RETRACTION, 2)
+    ]  # fmt: skip
+    sla_id = verdicts[0].sla_id
+    assert [f.fact_id for f in verdicts] == [
+        f"{sla_id}:breach", f"{sla_id}:retraction", f"{sla_id}:breach:2", f"{sla_id}:retraction:2"
+    ]  # fmt: skip
+    assert verdicts[0].deadline == verdicts[2].deadline  # only the round tells them apart
+    assert "round" not in verdicts[0].to_dict(SHANGHAI)
+    assert verdicts[2].to_dict(SHANGHAI)["round"] == 2
+
+
+def test_the_round_survives_the_stored_record() -> None:
+    """The live worker stores the record between events: the count of retracted breaches
+    goes with it, and a record stored before rounds existed (13 fields a clock) reads as none."""
+    run = created("2026-10-08 09:00", "P2").until("2026-10-08 11:30")
+    run.feed(ev("ticket.priority_changed", "T1", "2026-10-08 11:30", priority="P4"))
+    state = run.replay.states[state_key(SubjectType.TICKET, "T1")]
+    clock = next(c for c in state.clocks if c.metric is Metric.FIRST_RESPONSE)
+    assert clock.retracted == 1
+    assert SlaClock.from_list(clock.to_list()).retracted == 1
+    assert SlaClock.from_list(clock.to_list()[:13]).retracted == 0
 
 
 def test_upgrade_to_p1_moves_to_the_wall_clock() -> None:

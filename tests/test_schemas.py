@@ -111,6 +111,8 @@ FACTS = {
         responded_at=parse_rfc3339("2026-10-08T09:02:10+08:00"),
     ),
     "rest-day breach": make_fact(Kind.BREACH, period=Period.REST_DAY, channel=None),
+    "second breach": make_fact(Kind.BREACH, round=2),
+    "second retraction": make_fact(Kind.RETRACTION, round=2, reason="paused (pending) in time"),
 }
 
 

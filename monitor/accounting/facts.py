@@ -58,6 +58,8 @@ def fact_from_dict(obj: Any) -> SlaEvent:
             obj.get("share"),
             Penalty(float(penalty["amount"]), str(penalty["currency"])) if penalty else None,
             obj.get("reason"),
+            obj.get("tier"),
+            int(obj.get("round", 1)),
         )
     except KeyError as exc:
         name = exc.args[0]

@@ -465,8 +465,11 @@ class _Call:
                 rules.penalty if rules is not None and kind in _PENALISED else None,
                 reason,
                 tier,
+                clock.retracted + 1 if kind in _ROUNDED else 1,  # round
             )
         )
+        if kind is _RETRACTION:
+            clock.retracted += 1
 
     def _tier(self, seq: int) -> str:
         tiers: tuple[EscalationTier, ...] = self.rules.tiers
@@ -543,6 +546,7 @@ class _Call:
 
 
 _PENALISED = frozenset({Kind.BREACH, Kind.RETRACTION})
+_ROUNDED = frozenset({Kind.BREACH, Kind.ESCALATION, Kind.RETRACTION})  # SlaEvent.round
 _VALUE: dict[str, str] = {m: m.value for e in (SubjectType, ClockKind, TicketStatus) for m in e}
 # -- event handlers: one per input type ---------------------------------------------------
 # A creating handler builds the record of a new subject; an updating one changes the record

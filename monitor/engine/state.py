@@ -104,6 +104,7 @@ class SlaClock:
     warn_at: int | None = None  # while running: when the next warning share is reached
     warned: int = 0  # how many warning shares have been emitted
     breached: bool = False  # a breach was emitted and not (yet) retracted
+    retracted: int = 0  # breaches emitted and retracted: the next breach is round retracted + 1
 
     @property
     def phase(self) -> ClockPhase:
@@ -128,12 +129,13 @@ class SlaClock:
             self.warn_at,
             self.warned,
             self.breached,
+            self.retracted,
         ]
 
     @classmethod
     def from_list(cls, raw: list[Any]) -> SlaClock:
         (m, seq, started, period, target, kind, clause, pauses, paused, deadline, warn, warned,
-         breached) = raw  # fmt: skip
+         breached, *rest) = raw  # fmt: skip
         return cls(
             metric=_METRICS[m],
             seq=seq,
@@ -148,6 +150,7 @@ class SlaClock:
             warn_at=warn,
             warned=warned,
             breached=breached,
+            retracted=rest[0] if rest else 0,  # a record stored before rounds had none
         )
 
 
