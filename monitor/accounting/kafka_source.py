@@ -28,6 +28,8 @@ async def _read_all(settings: Any, progress: bool) -> list[tuple[str, int, int, 
     from aiokafka import AIOKafkaConsumer, TopicPartition  # noqa: PLC0415
     from tqdm import tqdm  # noqa: PLC0415
 
+    from monitor.live.end_offsets import end_offsets  # noqa: PLC0415
+
     topics = list(settings.report_topics)
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.bootstrap_servers,
@@ -51,7 +53,7 @@ async def _read_all(settings: Any, progress: bool) -> list[tuple[str, int, int, 
             raise ConfigError(f"{settings.broker}: none of the topics {topics} exist")
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
-        ends = await consumer.end_offsets(partitions)
+        ends = await end_offsets(consumer, partitions, by_fetch=settings.end_offsets_by_fetch)
         left = {tp: end for tp, end in ends.items() if end > 0}
         total = sum(left.values())
         bar = tqdm(total=total, unit=" records", file=sys.stderr, disable=not progress)

@@ -67,7 +67,7 @@ from monitor.errors import CalendarError, InvalidEvent, Reason, RejectedEvent
 from monitor.events import Event
 from monitor.kpi.metrics import KpiMetrics
 from monitor.kpi.tracker import KpiTracker
-from monitor.live import direct_delivery, faust_fixes, send_gate
+from monitor.live import direct_delivery, end_offsets, faust_fixes, send_gate
 from monitor.live.batch import Batch, Pending
 from monitor.live.clock import PartitionClocks, wall_clock
 from monitor.live.config import Settings
@@ -299,6 +299,7 @@ class SlaWorker:
         faust_fixes.apply(app, fetch_max_wait=settings.fetch_max_wait)
         faust_fixes.on_revocation_start(app, self._revocation_starts)
         direct_delivery.install(app)  # issue 7: no four tasks per record (the module says why)
+        end_offsets.install(app, by_fetch=settings.end_offsets_by_fetch)  # recovery, on Tansu
 
     # -- the agent: every input event and timer firing, in partition order -----------------
 

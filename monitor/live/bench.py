@@ -43,6 +43,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from monitor import traffic
+from monitor.live import end_offsets
 from monitor.live.broker import EmbeddedBroker, free_port, stop_process
 from monitor.live.config import Settings
 from monitor.live.kafka import KafkaBroker
@@ -502,7 +503,7 @@ async def _detection_delays(settings: Settings, sessions: int, target: float) ->
     )  # fmt: skip
     await consumer.start()
     try:
-        await consumer.seek_to_end()
+        await end_offsets.seek_to_end(consumer, by_fetch=settings.end_offsets_by_fetch)
         for tp in consumer.assignment():
             await consumer.position(tp)  # settle "latest" before anything is produced
         spread = 5.0

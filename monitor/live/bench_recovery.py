@@ -31,6 +31,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer
 
+from monitor.live import end_offsets
 from monitor.live.bench import (
     WORKER,
     _input_count,
@@ -136,7 +137,7 @@ async def _recovery(
     )  # fmt: skip
     await consumer.start()
     try:
-        await consumer.seek_to_end()
+        await end_offsets.seek_to_end(consumer, by_fetch=settings.end_offsets_by_fetch)
         for tp in consumer.assignment():
             await consumer.position(tp)
         await asyncio.sleep(URGENT + 2)  # the urgent deadlines pass while nothing runs

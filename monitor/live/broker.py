@@ -18,11 +18,10 @@ What Faust and aiokafka need on Tansu 0.6.0 (found by running them against it):
   with the *base* offset of the last record batch + 1, not the last offset + 1 (a batch of
   five records at offsets 5-9 reports 6). Faust's table recovery reads the changelog up to that
   "highwater", so it silently dropped the last writes of each partition: a restarted worker
-  lost open timers. The fetch response's high watermark is right. Work-around: producers send
-  one record per batch on Tansu (``producer_max_batch_size=1``; aiokafka always accepts the
-  first record of a batch whatever its size, so every batch holds exactly one), which makes
-  ListOffsets exact. :meth:`EmbeddedBroker.settings` sets it; the worker's own caught-up check
-  uses the fetch high watermark (``consumer.highwater``), which is right on both brokers.
+  lost open timers. The fetch response's high watermark is right, so on Tansu every end is
+  read from it (``end_offsets_by_fetch``, :mod:`monitor.live.end_offsets`); the worker's own
+  caught-up check reads it too (``consumer.highwater``). The first work-around, one record per
+  produce batch, made ListOffsets right but cost the worker more than half its speed here.
 * **Fetches wait out ``fetch.max.wait``** when they cover several partitions, even once data
   has arrived (Kafka answers at once). Timer firings travel through a topic, so the worker's
   wait (``fetch_max_wait``) is kept short here: 0.05 s.
@@ -162,7 +161,7 @@ class EmbeddedBroker(BrokerProcess):
         """Settings the worker and producers need on this broker (see the module doc)."""
         return {
             "broker": self.bootstrap,
-            "producer_max_batch_size": 1,
+            "end_offsets_by_fetch": True,
             "producer_acks": 1,
             "fetch_max_wait": 0.05,
         }

@@ -82,7 +82,11 @@ class Settings:
 
     # -- delivery -----------------------------------------------------------------------
     processing_guarantee: str = "at_least_once"  # exactly_once is refused (see __post_init__)
-    producer_max_batch_size: int = 16384  # 1 on the embedded Tansu broker (see broker.py)
+    producer_max_batch_size: int = 16384
+    # Read a partition's end from the fetch high watermark, not ListOffsets alone: on for the
+    # embedded Tansu broker, whose ListOffsets is wrong for multi-record batches
+    # (monitor.live.end_offsets says why and what it cost before).
+    end_offsets_by_fetch: bool = False
     producer_acks: int = -1  # -1 = all in-sync replicas
     # The 002 6.2 escalation stage (monitor.live.escalation_agent) in this worker. On by default
     # since its state is small records and it is paced (escalation_agent.PACE): measured on

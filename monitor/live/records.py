@@ -47,10 +47,8 @@ async def produce(
 ) -> None:
     """Sends ``(topic, key, value)`` records in order and waits until the broker has them all.
 
-    Batched as the settings say for the broker (one record per batch on Tansu, see
-    :mod:`monitor.live.broker`), unless ``max_batch_size`` says otherwise: input records may
-    share batches even there (only the worker's changelog needs one record per batch), which
-    the benchmark uses to write its backlog quickly."""
+    Batched as the settings say (``producer_max_batch_size``), unless ``max_batch_size`` says
+    otherwise: the benchmark writes its backlog in larger batches."""
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.bootstrap_servers,
         max_batch_size=max_batch_size or settings.producer_max_batch_size,

@@ -49,8 +49,8 @@ def iso(offset_seconds: float = 0.0, base: datetime | None = None) -> str:
 class LiveSetup:
     """One isolated deployment: settings, topic names and the environment of its workers.
 
-    ``broker`` is a started broker of either kind; its quirks (one record per batch and a short
-    fetch wait on Tansu, nothing on Kafka) reach every client through :attr:`settings`.
+    ``broker`` is a started broker of either kind; its quirks (ends read from the fetch high
+    watermark and a short fetch wait on Tansu, nothing on Kafka) reach every client through :attr:`settings`.
     """
 
     broker: Broker

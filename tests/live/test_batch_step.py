@@ -113,7 +113,7 @@ async def driven(setup: LiveSetup, tmp_path: Path) -> AsyncIterator[Driven]:
 
 class EndReader(TopicReader):
     """A :class:`TopicReader` that reads every partition up to its end: the fetch high
-    watermark (exact on Tansu, where ListOffsets is not: :mod:`monitor.live.app`)."""
+    watermark (exact on Tansu, where ListOffsets is not: :mod:`monitor.live.end_offsets`)."""
 
     async def read_to_end(self, timeout: float = 10.0) -> None:
         consumer = self._consumer
