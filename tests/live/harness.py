@@ -50,7 +50,8 @@ class LiveSetup:
     """One isolated deployment: settings, topic names and the environment of its workers.
 
     ``broker`` is a started broker of either kind; its quirks (ends read from the fetch high
-    watermark and a short fetch wait on Tansu, nothing on Kafka) reach every client through :attr:`settings`.
+    watermark and a short fetch wait on Tansu, nothing on Kafka) reach every client through
+    :attr:`settings`.
     """
 
     broker: Broker
