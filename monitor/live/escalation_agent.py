@@ -80,11 +80,14 @@ _FORWARDED = frozenset({Kind.MET, Kind.BREACH, Kind.RETRACTION})
 _PARTITIONER = DefaultPartitioner()
 LANE_HEADER = "lane"
 # After each fact the stage sleeps PACE times as long as the fact took: it takes at most a
-# third of the event loop. Escalations are day-scale facts and may wait seconds; fresh breaches
+# fifth of the event loop. Escalations are day-scale facts and may wait seconds; fresh breaches
 # may not. Without it, a worker that caught up on a backlog left the stage storing the
 # backlog's counted facts while new sessions' breaches waited behind it: `bench --live --kafka`
-# detection p99 18.5 s with the stage on (0.51-0.65 s off); paced, 0.40 s.
-PACE = 2.0
+# detection p99 18.5 s with the stage on (0.51-0.65 s off); paced at a third (2.0), 0.40 s.
+# Once the worker drained twice as fast, a third was too much on Tansu: `bench --live` p99 at
+# half capacity 0.42-1.72 s at 2.0 (five runs), 0.42-0.48 s at 4.0 (three), 0.37-0.39 s with
+# the stage off (BENCHMARKS.md).
+PACE = 4.0
 # ... of at most this long a fact: a fact takes milliseconds, so a longer time is the event loop
 # standing still (a frozen process: the zombie of tests/live/test_faults_rebalance.py slept 18 s
 # after a 9 s freeze, and its group's rebalance waited on that sleep: Faust's revocation waits
