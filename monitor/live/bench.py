@@ -503,9 +503,8 @@ async def _detection_delays(settings: Settings, sessions: int, target: float) ->
     )  # fmt: skip
     await consumer.start()
     try:
+        # An explicit end (not aiokafka's lazy "latest"), set before anything is produced.
         await end_offsets.seek_to_end(consumer, by_fetch=settings.end_offsets_by_fetch)
-        for tp in consumer.assignment():
-            await consumer.position(tp)  # settle "latest" before anything is produced
         spread = 5.0
         # Reading runs beside sending: the first deadlines pass before the last session starts.
         sending = asyncio.create_task(_send_sessions(settings, sessions, spread))

@@ -138,8 +138,6 @@ async def _recovery(
     await consumer.start()
     try:
         await end_offsets.seek_to_end(consumer, by_fetch=settings.end_offsets_by_fetch)
-        for tp in consumer.assignment():
-            await consumer.position(tp)
         await asyncio.sleep(URGENT + 2)  # the urgent deadlines pass while nothing runs
         restarted = time.monotonic()
         with _subprocess(settings, log_path, WORKER):

@@ -114,7 +114,7 @@ def install(app: Any, *, by_fetch: bool) -> None:
         consumer = thread._ensure_consumer()
         if thread.consumer.in_transaction:  # never on Tansu (no transactions): Faust's own
             return {tp: consumer.last_stable_offset(tp) for tp in partitions}
-        return await fetched_ends(consumer._client, await consumer.end_offsets(partitions))
+        return await end_offsets(consumer, partitions, by_fetch=True)
 
     thread._highwaters = _highwaters
     thread._sla_ends_by_fetch = True

@@ -1,9 +1,10 @@
 """The end of a partition written in multi-record batches (:mod:`monitor.live.end_offsets`), on
 both brokers: exact with the broker's settings, and ListOffsets' own answer wrong on Tansu (the
 reason ``end_offsets_by_fetch`` exists; if a Tansu release fixes it, this test says so and the
-work-around can go). That table recovery reads to this end is checked by the recovery tests
-(``tests/live/test_recovery.py``: a memory-store worker SIGKILLed and rebuilt from its changelog,
-which is written in multi-record batches on both brokers)."""
+work-around can go). That table recovery reads to this end is checked by
+``tests/live/test_recovery.py::test_a_restart_recovers_every_stored_record``: a worker stopped
+once its input is committed, restarted on the memory store and rebuilt from its changelog, which
+is written in multi-record batches on both brokers."""
 
 from __future__ import annotations
 
