@@ -233,8 +233,8 @@ class SlaWorker:
         # The records the agent has gathered for its next batch, not yet handled (``_process``
         # fills and empties this one list; ``_revocation_starts`` releases it).
         self._gathered: list[Any] = []
-        # Input partitions whose first record since the last rebalance has not come yet: it
-        # must be the one at the committed offset (``_skipped_ahead``).
+        # Input and timer-firing partitions whose first record since the last rebalance has
+        # not come yet: it must be the one at the committed offset (``_skipped_ahead``).
         self.resuming: set[TP] = set()
         # The partitions of the latest assignment (Faust's, as passed to ``_on_assigned``):
         # only those are held, so that a partition that moved away is not held when it
@@ -601,6 +601,9 @@ class SlaWorker:
         where the re-read must begin (a record of the rebalance's own re-read, still on its
         way, may lie in between).
 
+        With nothing committed, a partition this worker dropped records of (``held``) is
+        checked against the first of them instead: the re-read must come back to it.
+
         Caller: the agent, for every record while a partition is resuming. Affects:
         ``resuming``, ``held``."""
         message = event.message
@@ -609,16 +612,25 @@ class SlaWorker:
             return False
         self.resuming.discard(tp)
         committed = self.app.consumer._committed_offset.get(tp)
-        if not committed or message.offset <= committed:
+        dropped = self.held.get(tp)
+        if committed:
+            if message.offset <= committed:
+                return False
+            origin, back = "committed offset", committed
+            hold = committed if message.offset > committed + 1 else message.offset
+        elif dropped is not None and message.offset > dropped:
+            origin, back = "first record it dropped", dropped
+            hold = dropped
+        else:
             return False
         log.warning(
             "partition %s[%d]: the first record after the rebalance is offset %d, past the "
-            "committed offset %d: reading again from %d",
-            tp.topic, tp.partition, message.offset, committed, committed,
+            "%s %d: reading again from %d",
+            tp.topic, tp.partition, message.offset, origin, back, back,
         )  # fmt: skip
         self._release([event])
-        self.held[tp] = committed if message.offset > committed + 1 else message.offset
-        self._seeking = asyncio.ensure_future(self._seek_back(tp, committed))
+        self.held[tp] = hold
+        self._seeking = asyncio.ensure_future(self._seek_back(tp, back))
         return True
 
     async def _seek_back(self, tp: TP, offset: int) -> None:
@@ -657,12 +669,16 @@ class SlaWorker:
         return False
 
     def _check_hold(self, tp: TP, start: int) -> None:
-        """A hold that lasted :data:`_HOLD_LIMIT` while later records kept coming means the
-        read from the committed offset is not coming (something moved Faust's read offset
-        past it again): ask the group to rebalance, whose seek reads it, instead of leaving
-        the partition stalled until some other rebalance.
+        """A hold that lasted :data:`_HOLD_LIMIT` means the read from the committed offset is
+        not coming (something moved Faust's read offset past it again): ask the group to
+        rebalance, whose seek reads it, instead of leaving the partition stalled until some
+        other rebalance.
 
-        Caller: :meth:`_holds`. Affects: ``held_since``."""
+        Checked for each later record the hold drops, and on every tick: on a partition of
+        timer firings no later record may come (each key's next firing waits for the one
+        dropped), and the hold would stand for good.
+
+        Caller: :meth:`_holds` and :meth:`_tick`. Affects: ``held_since``."""
         now = asyncio.get_running_loop().time()
         since = self.held_since.setdefault(tp, now)
         if now - since <= _HOLD_LIMIT:
@@ -895,6 +911,8 @@ class SlaWorker:
         self._check_stall()  # thawed: its index is stale if the group moved on
         if self._busy():
             return
+        for tp, start in list(self.held.items()):  # a re-read that will not come (_check_hold)
+            self._check_hold(tp, start)
         self.kpis.advance(self.wall())
         for tp in sorted(self.lanes):
             lane = self.lanes.get(tp)
@@ -1013,6 +1031,10 @@ class SlaWorker:
         inputs = set(self.settings.input_topics)
         return {TP(tp.topic, tp.partition) for tp in tps if tp.topic in inputs}
 
+    def _timer_partitions(self, tps: Iterable[TP]) -> set[TP]:
+        timeouts = self.settings.topic_timeouts
+        return {TP(tp.topic, tp.partition) for tp in tps if tp.topic == timeouts}
+
     async def _on_revoked(self, sender: Any, revoked: Iterable[TP], **_: Any) -> None:
         """Stops the timers and forgets revoked partitions (their new owner rebuilds them)."""
         self._stop_in_flight()
@@ -1058,7 +1080,13 @@ class SlaWorker:
                 lane.index.schedule(key.decode(), due)
                 count += 1
         self.lanes = fresh
-        self.resuming = set(assigned)
+        # And the timer firings' partitions this worker dropped records of: a firing lost on
+        # its way to the agent is a key that never fires again (it is scheduled anew only
+        # once its firing is handled). Not the others: a timer partition's committed offset
+        # may be gone (one day's retention, a worker down longer), and sought back to it the
+        # partition would be held for good.
+        timers = self._timer_partitions(self.app.consumer.assignment())
+        self.resuming = assigned | (timers & self.held.keys())
         self.metrics.set_open_timers(count)
         self.fence.lift(asyncio.get_running_loop().time())  # also: the rebuild's stall is ours
         self.ready = True
