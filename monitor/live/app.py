@@ -635,10 +635,32 @@ class SlaWorker:
 
     async def _seek_back(self, tp: TP, offset: int) -> None:
         """Seeks ``tp`` to ``offset`` through Faust's consumer, forgetting the gap Faust noted
-        (it would count the records never handled as acknowledged: ``Consumer._add_gap``)."""
+        (it would count the records never handled as acknowledged: ``Consumer._add_gap``).
+
+        Unless the topic's retention deleted ``offset`` (a worker stopped for longer than the
+        topic keeps records): the broker would answer "out of range", the consumer would reset
+        to the partition's first record, and the hold would wait for ``offset`` for good (the
+        worker asking for a rebalance every :data:`_HOLD_LIMIT`, handling nothing). The read
+        then begins at the first record, the hold moves there, and the deleted offsets are
+        counted as skipped input and as a gap, so that commits go past them.
+
+        Caller: :meth:`_skipped_ahead`. Affects: ``held``, Faust's read offset and gaps."""
         consumer = self.app.consumer
         consumer._gap.pop(tp, None)
         try:
+            first = (await consumer.earliest_offsets(tp)).get(tp, 0)
+            if first > offset:
+                log.warning(
+                    "partition %s[%d]: offsets %d..%d are gone (the topic's retention deleted "
+                    "them before this group read them): reading from %d; if this worker was "
+                    "not stopped that long, the topic's retention is shorter than its lag",
+                    tp.topic, tp.partition, offset, first - 1, first,
+                )  # fmt: skip
+                self.metrics.offsets_skipped(tp.topic, first - offset)
+                if self.held.get(tp, first) < first:
+                    self.held[tp] = first
+                await consumer._add_gap(tp, offset, first - 1)
+                offset = first
             await consumer.seek(tp, offset)
         except Exception:  # revoked meanwhile: the next owner reads from the committed offset
             log.exception("could not seek %s[%d] back to %d", tp.topic, tp.partition, offset)

@@ -9,6 +9,8 @@
 * **Broker restart**, by SIGTERM (controlled shutdown) and by SIGKILL (a crash), for longer
   than the consumer session timeout, with traffic waiting to be produced: the worker recovers
   by itself, output equals replay, and the timer that fell due during the outage fires once.
+* **Retention past the committed offset** (DeleteRecords, which Tansu 0.6.0 lacks): a worker
+  back after the input it had not read yet was deleted reads on from what is left.
 
 Each scenario starts its own broker where it stops or reconfigures it; the rest share the
 session's ``kafka`` fixture.
@@ -21,18 +23,23 @@ import shutil
 import subprocess
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
+from aiokafka import TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
 
 from monitor.engine import SlaEngine
+from monitor.engine.state import state_key
 from monitor.live.kafka import KafkaBroker, ScramUser
 from monitor.policy import load_policy_set
 from monitor.replay import final_kinds, replay_events
 from monitor.validation import event_from_dict
+from monitor.vocabulary import SubjectType
 from tests.live.harness import (
     POLICIES,
     LiveSetup,
@@ -232,6 +239,71 @@ async def test_broker_restart_loses_nothing(tmp_path: Path, how: str) -> None:
         if worker is not None:
             worker.stop()
         broker.stop()
+
+
+# -- retention ---------------------------------------------------------------------------------
+
+
+async def test_input_deleted_past_the_committed_offset_is_read_from_what_is_left(
+    kafka: KafkaBroker, tmp_path: Path
+) -> None:
+    """A worker stopped for longer than the input topic keeps records comes back to a
+    partition whose committed offset is gone. The consumer resets to the first record left,
+    which is past the committed offset; the worker's check of the first record after a
+    rebalance (fix 8 in monitor.live.faust_fixes) sought back to the committed offset, the
+    broker answered "out of range", the consumer reset again, and the partition was held for
+    good: this test, before ``SlaWorker._seek_back`` read the log start, stored none of the
+    later sessions in 60 s (the log: "past the committed offset 6: reading again from 6",
+    "held for 30 s", a rebalance, then the same again). DeleteRecords stands in for
+    retention (the log start moves the same way); Kafka only: Tansu 0.6.0 closes the
+    connection on a DeleteRecords request."""
+    setup = LiveSetup(kafka, tmp_path, partitions=1)
+    s = setup.settings
+    await setup.create_topics()
+    at = (datetime.now(UTC) + timedelta(hours=6)).isoformat(timespec="seconds")  # nothing due
+    tp = TopicPartition(s.topic_chat, 0)
+
+    def keys(sids: list[str]) -> set[bytes]:
+        return {state_key(SubjectType.CHAT_SESSION, sid).encode() for sid in sids}
+
+    def stored(sids: list[str]) -> Callable[[TopicReader], bool]:
+        return lambda r: keys(sids) <= {x.key for x in r.records[s.changelog_topic]}
+
+    first = [session_id("kept") for _ in range(3)]
+    await produce(s, [chat(setup, e) for sid in first for e in opened(sid, at)])
+    worker = setup.worker()
+    worker.start()
+    try:
+        async with TopicReader(s, [s.changelog_topic]) as reader:
+            await worker.wait_ready()
+            await reader.wait_for(stored(first), timeout=60, what="the first sessions stored")
+        await asyncio.sleep(3 * s.commit_interval)  # their input committed
+        worker.stop()
+        committed = 2 * len(first)  # two events per session, all of them handled
+
+        # Meanwhile: more sessions, then retention deletes the committed offset and the next
+        # (the first later session's two events): the first record left is committed + 2.
+        later = [session_id("late") for _ in range(4)]
+        await produce(s, [chat(setup, e) for sid in later for e in opened(sid, at)])
+        admin = AIOKafkaAdminClient(bootstrap_servers=s.bootstrap_servers)
+        await admin.start()
+        try:
+            deleted = await admin.delete_records({tp: RecordsToDelete(committed + 2)})
+        finally:
+            await admin.close()
+        assert deleted == {tp: committed + 2}
+
+        worker.start()
+        await worker.wait_ready(timeout=60)
+        async with TopicReader(s, [s.changelog_topic]) as reader:
+            try:
+                await reader.wait_for(stored(later[1:]), timeout=60, what="the later sessions")
+            except AssertionError:
+                raise AssertionError(worker.log()[-6000:]) from None
+        assert f"offsets {committed}..{committed + 1} are gone" in worker.log()
+        assert "has not been read again" not in worker.log()
+    finally:
+        worker.stop()
 
 
 # -- exactly-once -----------------------------------------------------------------------------
