@@ -1050,12 +1050,10 @@ class SlaWorker:
         return lane.processed if lane is not None else None
 
     def _input_partitions(self, tps: Iterable[TP]) -> set[TP]:
-        inputs = set(self.settings.input_topics)
-        return {TP(tp.topic, tp.partition) for tp in tps if tp.topic in inputs}
+        return _of_topics(tps, self.settings.input_topics)
 
     def _timer_partitions(self, tps: Iterable[TP]) -> set[TP]:
-        timeouts = self.settings.topic_timeouts
-        return {TP(tp.topic, tp.partition) for tp in tps if tp.topic == timeouts}
+        return _of_topics(tps, (self.settings.topic_timeouts,))
 
     async def _on_revoked(self, sender: Any, revoked: Iterable[TP], **_: Any) -> None:
         """Stops the timers and forgets revoked partitions (their new owner rebuilds them)."""
@@ -1113,6 +1111,12 @@ class SlaWorker:
         self.fence.lift(asyncio.get_running_loop().time())  # also: the rebuild's stall is ours
         self.ready = True
         log.info("deadline index rebuilt: %d pending over partitions %s", count, sorted(numbers))
+
+
+def _of_topics(tps: Iterable[TP], topics: Iterable[str]) -> set[TP]:
+    """The partitions of ``tps`` that belong to ``topics``, as Faust ``TP`` tuples."""
+    wanted = set(topics)
+    return {TP(tp.topic, tp.partition) for tp in tps if tp.topic in wanted}
 
 
 _ABSENT: Any = object()

@@ -22,6 +22,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from monitor.engine.state import state_key
 from monitor.live.broker import Broker, stop_process
 from monitor.live.config import Settings
 from monitor.live.process import WORKER_ARGS, settings_env, spawn
@@ -29,6 +30,7 @@ from monitor.live.records import input_record, produce
 from monitor.live.topics import ensure_topics
 from monitor.sla_event import Kind
 from monitor.traffic import generate
+from monitor.vocabulary import SubjectType
 
 __all__ = ["produce"]  # re-exported (monitor.live.records): the live tests import it from here
 
@@ -210,6 +212,23 @@ def chat(setup: LiveSetup, event: dict[str, Any]) -> tuple[str, bytes, bytes]:
 def record_for(setup: LiveSetup, event: dict[str, Any]) -> tuple[str, bytes, bytes]:
     """Any generated event, to its topic, keyed by its subject id."""
     return input_record(setup.settings, event)
+
+
+async def store_and_stop(setup: LiveSetup, worker: WorkerProcess, sids: Iterable[str]) -> None:
+    """Waits until the started ``worker`` is ready and every chat session of ``sids`` has its
+    record in the changelog, then until their input is committed, and stops the worker: a
+    restart then has its table to recover and nothing to read again."""
+    s = setup.settings
+    keys = {state_key(SubjectType.CHAT_SESSION, sid).encode() for sid in sids}
+    async with TopicReader(s, [s.changelog_topic]) as reader:
+        await worker.wait_ready()
+        await reader.wait_for(
+            lambda r: keys <= {x.key for x in r.records[s.changelog_topic]},
+            timeout=60,
+            what="every session in the changelog",
+        )
+    await asyncio.sleep(3 * s.commit_interval)
+    worker.stop()
 
 
 def session_id(tag: str) -> str:

@@ -23,8 +23,7 @@ import shutil
 import subprocess
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,12 +33,10 @@ from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
 
 from monitor.engine import SlaEngine
-from monitor.engine.state import state_key
 from monitor.live.kafka import KafkaBroker, ScramUser
 from monitor.policy import load_policy_set
 from monitor.replay import final_kinds, replay_events
 from monitor.validation import event_from_dict
-from monitor.vocabulary import SubjectType
 from tests.live.harness import (
     POLICIES,
     LiveSetup,
@@ -52,6 +49,7 @@ from tests.live.harness import (
     opened,
     produce,
     session_id,
+    store_and_stop,
 )
 
 pytestmark = pytest.mark.broker
@@ -260,25 +258,14 @@ async def test_input_deleted_past_the_committed_offset_is_read_from_what_is_left
     setup = LiveSetup(kafka, tmp_path, partitions=1)
     s = setup.settings
     await setup.create_topics()
-    at = (datetime.now(UTC) + timedelta(hours=6)).isoformat(timespec="seconds")  # nothing due
+    at = iso(6 * 3600)  # nothing falls due
     tp = TopicPartition(s.topic_chat, 0)
-
-    def keys(sids: list[str]) -> set[bytes]:
-        return {state_key(SubjectType.CHAT_SESSION, sid).encode() for sid in sids}
-
-    def stored(sids: list[str]) -> Callable[[TopicReader], bool]:
-        return lambda r: keys(sids) <= {x.key for x in r.records[s.changelog_topic]}
-
     first = [session_id("kept") for _ in range(3)]
     await produce(s, [chat(setup, e) for sid in first for e in opened(sid, at)])
     worker = setup.worker()
     worker.start()
     try:
-        async with TopicReader(s, [s.changelog_topic]) as reader:
-            await worker.wait_ready()
-            await reader.wait_for(stored(first), timeout=60, what="the first sessions stored")
-        await asyncio.sleep(3 * s.commit_interval)  # their input committed
-        worker.stop()
+        await store_and_stop(setup, worker, first)
         committed = 2 * len(first)  # two events per session, all of them handled
 
         # Meanwhile: more sessions, then retention deletes the committed offset and the next
@@ -295,11 +282,10 @@ async def test_input_deleted_past_the_committed_offset_is_read_from_what_is_left
 
         worker.start()
         await worker.wait_ready(timeout=60)
-        async with TopicReader(s, [s.changelog_topic]) as reader:
-            try:
-                await reader.wait_for(stored(later[1:]), timeout=60, what="the later sessions")
-            except AssertionError:
-                raise AssertionError(worker.log()[-6000:]) from None
+        try:
+            await store_and_stop(setup, worker, later[1:])
+        except AssertionError:
+            raise AssertionError(worker.log()[-6000:]) from None
         assert f"offsets {committed}..{committed + 1} are gone" in worker.log()
         assert "has not been read again" not in worker.log()
     finally:
